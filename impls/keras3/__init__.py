@@ -1,0 +1,14 @@
+"""Keras 3 implementations (NHWC), one code path for the tensorflow, jax and torch backends."""
+from .googlenet import GoogLeNet, googlenet, googlenet_paper
+from .layers import AuxHeadV1, ConvBlock, InceptionV1Block
+
+MODELS = {"googlenet": googlenet, "googlenet_paper": googlenet_paper}
+
+
+def create_model(arch: str, **kwargs):
+    if arch not in MODELS:
+        raise ValueError(f"unknown architecture {arch!r}; known: {', '.join(MODELS)}")
+    return MODELS[arch](**kwargs)
+
+
+__all__ = ["GoogLeNet", "googlenet", "googlenet_paper", "ConvBlock", "InceptionV1Block", "AuxHeadV1", "create_model"]

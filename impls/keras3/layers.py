@@ -1,0 +1,173 @@
+"""Keras 3 translations of the spec's layers and blocks (NHWC), for every Keras backend.
+
+Every layer is named by its canonical (torch) module path with '-' for '.', e.g.
+``inception3a-branch2-1-conv`` (the torch backend forbids '.' in variable paths; no torch
+module name contains '-'), so a variable's canonical tensor name follows from its layer name. Padding is always explicit
+(``ops.pad`` + 'valid'): Keras 'same' would pad the extra pixel on the bottom/right at stride 2.
+"""
+from __future__ import annotations
+
+import numpy as np
+import keras
+from keras import layers, ops
+
+from ..spec import blocks as B
+from ..spec import layers as L
+
+
+class ConvBlock(layers.Layer):
+    def __init__(self, in_channels, out_channels, kernel_size=1, stride=1, padding=0, batch_norm=True, eps=1e-3,
+                 **kwargs):
+        super().__init__(**kwargs)
+        self.padding = L.pair(padding)
+        self.conv = layers.Conv2D(out_channels, L.pair(kernel_size), L.pair(stride), padding="valid",
+                                  use_bias=not batch_norm, name=f"{self.name}-conv")
+        # Keras momentum 0.9 == torch momentum 0.1 (Keras weights the old statistic).
+        self.bn = layers.BatchNormalization(momentum=0.9, epsilon=eps, name=f"{self.name}-bn") if batch_norm else None
+
+    def call(self, x, training=False):
+        ph, pw = self.padding
+        if ph or pw:
+            x = ops.pad(x, ((0, 0), (ph, ph), (pw, pw), (0, 0)))
+        x = self.conv(x)
+        if self.bn is not None:
+            x = self.bn(x, training=training)
+        return ops.relu(x)
+
+
+def _pads(shape, spec):
+    """Per-axis torch-convention (before, after, out) for NHWC ``shape``."""
+    if shape[1] is None or shape[2] is None:
+        raise ValueError("Keras Inception models need static spatial sizes (torch-convention pooling pads "
+                         "depend on them); give the Input a concrete height and width")
+    return [L.pool_pads(shape[1 + i], spec.kernel_size[i], spec.stride[i], spec.padding[i], spec.ceil_mode)
+            for i in range(2)]
+
+
+class MaxPool(layers.Layer):
+    def __init__(self, spec: L.MaxPool, **kwargs):
+        super().__init__(**kwargs)
+        self.spec = spec
+
+    def call(self, x):
+        (t, b, _), (l, r, _) = _pads(x.shape, self.spec)
+        if t or b or l or r:  # -inf, not zero: a padded pixel must never win the max
+            x = ops.pad(x, ((0, 0), (t, b), (l, r), (0, 0)), constant_values=-np.inf)
+        return ops.max_pool(x, self.spec.kernel_size, self.spec.stride, padding="valid")
+
+
+class AvgPool(layers.Layer):
+    def __init__(self, spec: L.AvgPool, **kwargs):
+        super().__init__(**kwargs)
+        self.spec = spec
+
+    def call(self, x):
+        s = self.spec
+        (t, b, _), (l, r, _) = _pads(x.shape, s)
+        # The divisor (torch's count_include_pad rule) depends on shapes only: numpy constant.
+        mask = np.zeros((1, x.shape[1] + t + b, x.shape[2] + l + r, 1), "float32")
+        ph, pw = s.padding if s.count_include_pad else (0, 0)
+        mask[:, t - ph:t + x.shape[1] + ph, l - pw:l + x.shape[2] + pw] = 1.0
+        count = _window_sum(mask, s.kernel_size, s.stride)
+        x = ops.pad(x, ((0, 0), (t, b), (l, r), (0, 0)))
+        window = s.kernel_size[0] * s.kernel_size[1]
+        return ops.average_pool(x, s.kernel_size, s.stride, padding="valid") * (window / count)
+
+
+def _window_sum(a, kernel, stride):
+    kh, kw = kernel
+    sh, sw = stride
+    oh, ow = (a.shape[1] - kh) // sh + 1, (a.shape[2] - kw) // sw + 1
+    return np.array([[a[:, i * sh:i * sh + kh, j * sw:j * sw + kw].sum() for j in range(ow)]
+                     for i in range(oh)], "float32")[None, :, :, None]
+
+
+class AdaptiveAvgPool(layers.Layer):
+    def __init__(self, spec: L.AdaptiveAvgPool, **kwargs):
+        super().__init__(**kwargs)
+        self.spec = spec
+
+    def call(self, x):
+        rows = L.adaptive_bins(x.shape[1], self.spec.output_size[0])
+        cols = L.adaptive_bins(x.shape[2], self.spec.output_size[1])
+        return ops.stack([ops.stack([ops.mean(x[:, r0:r1, c0:c1], axis=(1, 2)) for c0, c1 in cols], axis=1)
+                          for r0, r1 in rows], axis=1)
+
+
+class GlobalAvgPool(layers.Layer):
+    def call(self, x):
+        return ops.mean(x, axis=(1, 2))
+
+
+class LRN(layers.Layer):
+    def __init__(self, spec: L.LRN, **kwargs):
+        super().__init__(**kwargs)
+        self.spec = spec
+
+    def call(self, x):
+        s, c = self.spec, x.shape[-1]
+        sq = ops.pad(ops.square(x), ((0, 0), (0, 0), (0, 0), (s.size // 2, (s.size - 1) // 2)))
+        window = sum(sq[..., i:i + c] for i in range(s.size))
+        return x / ops.power(s.k + (s.alpha / s.size) * window, s.beta)
+
+
+class InceptionV1Block(layers.Layer):
+    def __init__(self, in_channels, ch1x1, ch3x3red, ch3x3, ch5x5red, ch5x5, pool_proj,
+                 branch3_kernel=5, batch_norm=True, bn_eps=1e-3, pool_ceil_mode=True, **kwargs):
+        super().__init__(**kwargs)
+        spec = B.InceptionV1(in_channels, ch1x1, ch3x3red, ch3x3, ch5x5red, ch5x5, pool_proj,
+                             branch3_kernel, batch_norm, bn_eps, pool_ceil_mode)
+        self.branches = [build(b, f"{self.name}-{n}") if not isinstance(b, tuple)
+                         else [build(s, f"{self.name}-{n}-{i}") for i, s in enumerate(b)]
+                         for n, b in spec.branches.items()]
+
+    def call(self, x, training=False):
+        return ops.concatenate([_chain(b, x, training) for b in self.branches], axis=-1)
+
+
+def _chain(layer_or_list, x, training):
+    # Keras drops ``training`` for layers whose call() does not take it.
+    for layer in layer_or_list if isinstance(layer_or_list, list) else [layer_or_list]:
+        x = layer(x, training=training)
+    return x
+
+
+class AuxHeadV1(layers.Layer):
+    def __init__(self, in_channels, num_classes, pool, dropout=0.7, batch_norm=True, bn_eps=1e-3, **kwargs):
+        super().__init__(**kwargs)
+        self.pool = build(pool, f"{self.name}-pool")
+        self.conv = ConvBlock(in_channels, 128, 1, batch_norm=batch_norm, eps=bn_eps, name=f"{self.name}-conv")
+        self.fc1 = layers.Dense(1024, name=f"{self.name}-fc1")
+        self.fc2 = layers.Dense(num_classes, name=f"{self.name}-fc2")
+        self.dropout = layers.Dropout(dropout, name=f"{self.name}-dropout")
+
+    def call(self, x, training=False):
+        x = self.conv(self.pool(x), training=training)  # N,4,4,128
+        x = ops.reshape(ops.transpose(x, (0, 3, 1, 2)), (-1, 2048))  # (C, H, W) flatten order, as torch
+        x = ops.relu(self.fc1(x))  # N,1024
+        return self.fc2(self.dropout(x, training=training))
+
+
+def build(spec, name: str):
+    """The Keras layer for one spec entry, named by its canonical module path."""
+    if isinstance(spec, L.ConvBlock):
+        return ConvBlock(spec.in_channels, spec.out_channels, spec.kernel_size, spec.stride, spec.padding,
+                         spec.batch_norm, spec.bn_eps, name=name)
+    simple = {L.MaxPool: MaxPool, L.AvgPool: AvgPool, L.AdaptiveAvgPool: AdaptiveAvgPool, L.LRN: LRN}
+    if type(spec) in simple:
+        return simple[type(spec)](spec, name=name)
+    if isinstance(spec, L.GlobalAvgPool):
+        return GlobalAvgPool(name=name)
+    if isinstance(spec, L.Dropout):
+        return layers.Dropout(spec.rate, name=name)
+    if isinstance(spec, L.Linear):
+        return layers.Dense(spec.out_features, name=name)
+    if isinstance(spec, B.InceptionV1):
+        return InceptionV1Block(spec.in_channels, spec.ch1x1, spec.ch3x3red, spec.ch3x3, spec.ch5x5red, spec.ch5x5,
+                                spec.pool_proj, spec.branch3_kernel, spec.batch_norm, spec.bn_eps,
+                                spec.pool_ceil_mode, name=name)
+    if isinstance(spec, B.AuxHeadV1):
+        return AuxHeadV1(spec.in_channels, spec.num_classes, spec.pool, spec.dropout, spec.batch_norm, spec.bn_eps,
+                         name=name)
+    raise TypeError(f"no Keras translation for {type(spec).__name__}")
+

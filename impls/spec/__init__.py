@@ -1,0 +1,65 @@
+"""Architectures written down once, framework-free. Frameworks build from ``model_spec``."""
+from __future__ import annotations
+
+import collections
+from dataclasses import dataclass
+from functools import lru_cache
+from typing import Any, Dict, Tuple
+
+from . import blocks, layers  # noqa: F401
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """Everything a framework needs to build one model instance.
+
+    ``stages`` run in order; ``aux_heads`` maps a head's name to (the stage whose output feeds
+    it, its spec); ``output_fields`` gives the train-mode named tuple: (field, aux head name or
+    None for the main logits), in the peer library's order.
+    """
+
+    arch: str
+    stages: Tuple[Tuple[str, Any], ...]
+    aux_heads: Dict[str, Tuple[str, Any]]
+    output_fields: Tuple[Tuple[str, Any], ...]
+    transform_input: bool
+    num_classes: int
+    config: Any
+
+    output_name: str = "Outputs"
+
+    @property
+    def outputs_type(self):
+        """The train-mode named tuple (one type per architecture, shared by all frameworks)."""
+        return _outputs_type(self.output_name, tuple(f for f, _ in self.output_fields))
+
+    def pack_outputs(self, logits, aux: Dict[str, Any]):
+        """Train-mode outputs as the peer returns them: the named tuple when aux heads exist,
+        the bare logits otherwise (torchvision's ``eager_outputs``)."""
+        if not self.aux_heads:
+            return logits
+        return self.outputs_type(*[logits if head is None else aux[head] for _, head in self.output_fields])
+
+
+@lru_cache(maxsize=None)
+def _outputs_type(name, fields):
+    return collections.namedtuple(name, fields)
+
+
+def _builders():
+    from .googlenet import googlenet_spec
+
+    return {
+        "googlenet": lambda **kw: googlenet_spec("googlenet", **kw),
+        "googlenet_paper": lambda **kw: googlenet_spec("googlenet_paper", **kw),
+    }
+
+
+ARCHITECTURES = ("googlenet", "googlenet_paper")
+
+
+def model_spec(arch: str, **kwargs) -> ModelSpec:
+    builders = _builders()
+    if arch not in builders:
+        raise ValueError(f"unknown architecture {arch!r}; known: {', '.join(ARCHITECTURES)}")
+    return builders[arch](**kwargs)

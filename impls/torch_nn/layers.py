@@ -1,0 +1,87 @@
+"""PyTorch translations of the spec's layers and blocks (torchvision-compatible names)."""
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from ..spec import blocks as B
+from ..spec import layers as L
+
+
+class BasicConv2d(nn.Module):
+    """Conv (+ BN) + ReLU. Attribute names ``conv``/``bn`` are torchvision's."""
+
+    def __init__(self, in_channels, out_channels, kernel_size=1, stride=1, padding=0, batch_norm=True, eps=1e-3):
+        super().__init__()
+        self.conv = nn.Conv2d(in_channels, out_channels, kernel_size, stride, padding, bias=not batch_norm)
+        self.bn = nn.BatchNorm2d(out_channels, eps=eps) if batch_norm else None
+
+    def forward(self, x):
+        x = self.conv(x)
+        if self.bn is not None:
+            x = self.bn(x)
+        return torch.relu(x)
+
+
+class GlobalAvgPool(nn.Module):
+    def forward(self, x):
+        return torch.flatten(nn.functional.adaptive_avg_pool2d(x, 1), 1)
+
+
+class InceptionV1Block(nn.Module):
+    """GoogLeNet's Inception module with free channel arguments (torchvision ``Inception``)."""
+
+    def __init__(self, in_channels, ch1x1, ch3x3red, ch3x3, ch5x5red, ch5x5, pool_proj,
+                 branch3_kernel=5, batch_norm=True, bn_eps=1e-3, pool_ceil_mode=True):
+        super().__init__()
+        spec = B.InceptionV1(in_channels, ch1x1, ch3x3red, ch3x3, ch5x5red, ch5x5, pool_proj,
+                             branch3_kernel, batch_norm, bn_eps, pool_ceil_mode)
+        for name, branch in spec.branches.items():
+            setattr(self, name, build(branch) if not isinstance(branch, tuple) else nn.Sequential(*map(build, branch)))
+
+    def forward(self, x):
+        return torch.cat([self.branch1(x), self.branch2(x), self.branch3(x), self.branch4(x)], 1)
+
+
+class AuxHeadV1(nn.Module):
+    """GoogLeNet's auxiliary classifier (torchvision ``InceptionAux``)."""
+
+    def __init__(self, in_channels, num_classes, pool, dropout=0.7, batch_norm=True, bn_eps=1e-3):
+        super().__init__()
+        self.pool = build(pool)
+        self.conv = BasicConv2d(in_channels, 128, 1, batch_norm=batch_norm, eps=bn_eps)
+        self.fc1 = nn.Linear(2048, 1024)
+        self.fc2 = nn.Linear(1024, num_classes)
+        self.dropout = nn.Dropout(dropout)
+
+    def forward(self, x):
+        x = self.conv(self.pool(x))  # N,128,4,4
+        x = torch.relu(self.fc1(torch.flatten(x, 1)))  # N,1024
+        return self.fc2(self.dropout(x))
+
+
+def build(spec) -> nn.Module:
+    """The torch module for one spec entry."""
+    if isinstance(spec, L.ConvBlock):
+        return BasicConv2d(spec.in_channels, spec.out_channels, spec.kernel_size, spec.stride, spec.padding,
+                           spec.batch_norm, spec.bn_eps)
+    if isinstance(spec, L.MaxPool):
+        return nn.MaxPool2d(spec.kernel_size, spec.stride, spec.padding, ceil_mode=spec.ceil_mode)
+    if isinstance(spec, L.AvgPool):
+        return nn.AvgPool2d(spec.kernel_size, spec.stride, spec.padding, spec.ceil_mode, spec.count_include_pad)
+    if isinstance(spec, L.AdaptiveAvgPool):
+        return nn.AdaptiveAvgPool2d(spec.output_size)
+    if isinstance(spec, L.GlobalAvgPool):
+        return GlobalAvgPool()
+    if isinstance(spec, L.LRN):
+        return nn.LocalResponseNorm(spec.size, spec.alpha, spec.beta, spec.k)
+    if isinstance(spec, L.Dropout):
+        return nn.Dropout(spec.rate)
+    if isinstance(spec, L.Linear):
+        return nn.Linear(spec.in_features, spec.out_features)
+    if isinstance(spec, B.InceptionV1):
+        return InceptionV1Block(spec.in_channels, spec.ch1x1, spec.ch3x3red, spec.ch3x3, spec.ch5x5red, spec.ch5x5,
+                                spec.pool_proj, spec.branch3_kernel, spec.batch_norm, spec.bn_eps, spec.pool_ceil_mode)
+    if isinstance(spec, B.AuxHeadV1):
+        return AuxHeadV1(spec.in_channels, spec.num_classes, spec.pool, spec.dropout, spec.batch_norm, spec.bn_eps)
+    raise TypeError(f"no torch translation for {type(spec).__name__}")
