@@ -1,0 +1,62 @@
+"""Writes that either complete or leave nothing: write beside the destination, then rename."""
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import tempfile
+from pathlib import Path
+
+from .errors import OutputError
+
+
+def check_destination(path, overwrite: bool) -> Path:
+    path = Path(path)
+    if path.exists() and not overwrite:
+        raise OutputError(f"{path}: already exists (pass overwrite=True / --overwrite to replace it)")
+    parent = path.parent if str(path.parent) else Path(".")
+    if not parent.is_dir():
+        raise OutputError(f"{path}: folder {parent} does not exist")
+    if not os.access(parent, os.W_OK):
+        raise OutputError(f"{path}: folder {parent} is not writable")
+    return path
+
+
+def _default_permissions(path: Path):
+    """mkdtemp makes private (0700) folders; give the result the permissions a plain write would."""
+    umask = os.umask(0)
+    os.umask(umask)
+    for p in [path, *path.rglob("*")] if path.is_dir() else [path]:
+        os.chmod(p, (0o777 if p.is_dir() else 0o666) & ~umask)
+
+
+@contextlib.contextmanager
+def atomic_path(path, overwrite: bool = False, directory: bool = False):
+    """Yields a temporary path beside ``path``; on success it replaces ``path`` in one rename.
+
+    On any exception the temporary is removed and ``path`` is untouched. A replaced directory
+    is first renamed aside, so at every instant ``path`` is absent or complete.
+    """
+    path = check_destination(path, overwrite)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent))
+    target = tmp if directory else tmp / path.name
+    try:
+        yield target
+        _default_permissions(tmp if directory else target)
+        if directory:
+            if path.exists():
+                old = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".old", dir=path.parent))
+                os.replace(path, old / "x")
+                os.replace(tmp, path)
+                shutil.rmtree(old, ignore_errors=True)
+            else:
+                os.replace(tmp, path)
+        else:
+            with open(target, "rb") as f:
+                os.fsync(f.fileno())
+            os.replace(target, path)
+    except OSError as e:
+        raise OutputError(f"{path}: could not be written ({e.strerror or e})") from e
+    finally:
+        if tmp.exists():
+            shutil.rmtree(tmp, ignore_errors=True)

@@ -1,0 +1,54 @@
+"""A checkpoint in canonical form: config facts plus canonical tensors, checked against the spec."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Dict
+
+import numpy as np
+
+from impls.spec import ARCHITECTURES, model_spec
+from impls.spec.tensors import canonical_shapes
+
+from .errors import WeightsMismatchError
+
+FORMAT_VERSION = 1
+
+
+@dataclass
+class Checkpoint:
+    architecture: str
+    tensors: Dict[str, np.ndarray]
+    num_classes: int = 1000
+    aux_logits: bool = True
+    variant: str = "default"
+    transform_input: bool = False
+    extra: dict = field(default_factory=dict)
+
+    def config(self) -> dict:
+        return {"format_version": FORMAT_VERSION, "architecture": self.architecture, "variant": self.variant,
+                "num_classes": self.num_classes, "aux_logits": self.aux_logits,
+                "transform_input": self.transform_input, **self.extra}
+
+    def spec(self):
+        return model_spec(self.architecture, num_classes=self.num_classes, aux_logits=self.aux_logits,
+                          transform_input=self.transform_input)
+
+    def expected_shapes(self):
+        return canonical_shapes(self.spec())
+
+
+def check_architecture(arch: str, where: str):
+    if arch not in ARCHITECTURES:
+        raise WeightsMismatchError(f"{where}: unknown architecture {arch!r}; known: {', '.join(ARCHITECTURES)}")
+
+
+def infer_head(arch: str, shapes: Dict[str, tuple], where: str):
+    """(num_classes, aux_logits) from canonical tensor shapes: the last classifier's rows and
+    whether aux-head tensors are present."""
+    check_architecture(arch, where)
+    spec = model_spec(arch)
+    fc = f"{spec.stages[-1][0]}.weight"
+    if fc not in shapes or len(shapes[fc]) != 2:
+        raise WeightsMismatchError(f"{where}: classifier tensor {fc!r} missing or not 2-D; is this a {arch} checkpoint?")
+    aux = any(k.split(".")[0] in spec.aux_heads for k in shapes)
+    return int(shapes[fc][0]), aux

@@ -1,0 +1,119 @@
+"""Flax NNX state files (.msgpack): ``flax.serialization`` msgpack of the model's pure state dict
+(``nnx.Param`` and ``nnx.BatchStat`` only), the form ``nnx.to_pure_dict`` / ``replace_by_pure_dict``
+round-trip. msgpack holds plain data: reading it never executes code.
+
+Load one into a model yourself with::
+
+    state = nnx.state(model, nnx.Any(nnx.Param, nnx.BatchStat))
+    nnx.replace_by_pure_dict(state, flax.serialization.msgpack_restore(open(path, "rb").read()))
+    nnx.update(model, state)
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from .atomic import atomic_path
+from .checkpoint import Checkpoint, infer_head
+from .errors import InputFileError
+from .mapping import plan, to_canonical, to_native
+
+
+def _weight_filter():
+    from flax import nnx
+
+    return nnx.Any(nnx.Param, nnx.BatchStat)
+
+
+def native_shapes(architecture, num_classes, aux_logits) -> dict:
+    """NNX state path ('a.b.0.kernel') -> shape, from an abstract (unallocated) model."""
+    from flax import nnx
+
+    from impls.flax_nnx import create_model
+
+    model = nnx.eval_shape(lambda: create_model(architecture, num_classes=num_classes, aux_logits=aux_logits))
+    state = nnx.state(model, _weight_filter())
+    return {".".join(map(str, p)): tuple(v.get_value().shape) for p, v in nnx.to_flat_state(state)}
+
+
+def _flatten(tree, prefix=""):
+    for k, v in tree.items():
+        key = f"{prefix}{k}"
+        if isinstance(v, dict):
+            yield from _flatten(v, key + ".")
+        else:
+            yield key, v
+
+
+def _nest(flat: dict) -> dict:
+    root: dict = {}
+    for key, v in flat.items():
+        *parents, leaf = key.split(".")
+        node = root
+        for p in parents:
+            node = node.setdefault(p, {})
+        node[leaf] = v
+    return root
+
+
+def read(path, architecture, allow_nonfinite=False) -> Checkpoint:
+    from flax import serialization
+
+    path = Path(path)
+    if not path.is_file():
+        raise InputFileError(f"{path}: {'is a folder, not a file' if path.is_dir() else 'no such file'}")
+    try:
+        tree = serialization.msgpack_restore(path.read_bytes())
+    except Exception as e:  # msgpack raises a zoo of types for corrupt input
+        raise InputFileError(f"{path}: not a readable Flax msgpack state ({type(e).__name__}: {e})") from None
+    if not isinstance(tree, dict):
+        raise InputFileError(f"{path}: expected a nested dict of arrays, found {type(tree).__name__}")
+    flat = dict(_flatten(tree))
+    for k, v in flat.items():
+        if not isinstance(v, np.ndarray):
+            raise InputFileError(f"{path}: entry {k!r} is a {type(v).__name__}, not an array")
+    shapes = {ck: layout.canonical_shape(flat[nk].shape) for nk, (ck, layout) in plan("flax", flat, str(path)).items()}
+    num_classes, aux = infer_head(architecture, shapes, str(path))
+    ckpt = Checkpoint(architecture, {}, num_classes, aux)
+    ckpt.tensors = to_canonical("flax", flat, ckpt.expected_shapes(), str(path), allow_nonfinite)
+    return ckpt
+
+
+def native_tensors(ckpt: Checkpoint) -> dict:
+    shapes = native_shapes(ckpt.architecture, ckpt.num_classes, ckpt.aux_logits)
+    return to_native("flax", ckpt.tensors, shapes, f"flax {ckpt.architecture}")
+
+
+def write(ckpt: Checkpoint, path, overwrite=False) -> Path:
+    from flax import serialization
+
+    tree = _nest(native_tensors(ckpt))
+    with atomic_path(path, overwrite) as tmp:
+        tmp.write_bytes(serialization.msgpack_serialize(tree))
+    return Path(path)
+
+
+def load_into(model, ckpt: Checkpoint):
+    """Assigns a checkpoint's tensors to a live NNX model (strict: every variable filled)."""
+    from flax import nnx
+
+    state = nnx.state(model, _weight_filter())
+    shapes = {".".join(map(str, p)): tuple(v.get_value().shape) for p, v in nnx.to_flat_state(state)}
+    flat = to_native("flax", ckpt.tensors, shapes, f"flax model {type(model).__name__}")
+    nnx.replace_by_pure_dict(state, _nest(flat))
+    nnx.update(model, state)
+    return model
+
+
+def from_model(model, architecture, allow_nonfinite=True) -> Checkpoint:
+    """A live NNX model's weights as a canonical checkpoint."""
+    from flax import nnx
+
+    state = nnx.state(model, _weight_filter())
+    flat = {".".join(map(str, p)): np.asarray(v.get_value()) for p, v in nnx.to_flat_state(state)}
+    spec = model.spec
+    ckpt = Checkpoint(architecture, {}, spec.num_classes, bool(spec.aux_heads), transform_input=spec.transform_input)
+    ckpt.tensors = to_canonical("flax", flat, ckpt.expected_shapes(), f"flax model {type(model).__name__}",
+                                allow_nonfinite)
+    return ckpt

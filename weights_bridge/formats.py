@@ -1,0 +1,71 @@
+"""File formats by name, detection by extension, and conversion through canonical form.
+
+Each framework is imported only when its format is used. Conversions run in one process:
+torch, jax and tensorflow coexist in any order; torchvision and timm are never imported here
+(importing them after tensorflow crashes the process).
+"""
+from __future__ import annotations
+
+import sys
+import time
+from pathlib import Path
+
+from . import flax_io, keras_io, neutral, torch_io
+from .errors import BridgeError, InputFileError
+
+FORMATS = {
+    "safetensors": neutral,  # the neutral folder: model.safetensors + config.json
+    "torch": torch_io,
+    "flax": flax_io,
+    "keras": keras_io,
+}
+EXTENSIONS = ((".weights.h5", "keras"), (".pth", "torch"), (".pt", "torch"), (".msgpack", "flax"))
+
+
+def detect(path) -> str:
+    name = str(path).lower().rstrip("/")
+    for ext, fmt in EXTENSIONS:
+        if name.endswith(ext):
+            return fmt
+    if name.endswith((".h5", ".keras")):
+        raise InputFileError(f"{path}: Keras weight files must end in .weights.h5 (Keras 3's weights format)")
+    return "safetensors"
+
+
+def _format(path, fmt):
+    fmt = fmt or detect(path)
+    if fmt not in FORMATS:
+        raise InputFileError(f"{path}: unknown format {fmt!r}; known: {', '.join(FORMATS)}")
+    return fmt
+
+
+def read(path, fmt=None, architecture=None, allow_nonfinite=False):
+    fmt = _format(path, fmt)
+    if fmt != "safetensors" and not architecture:
+        raise BridgeError(f"{path}: a {fmt} file does not record its architecture; name it (--arch)")
+    return FORMATS[fmt].read(path, architecture, allow_nonfinite=allow_nonfinite)
+
+
+def write(ckpt, path, fmt=None, overwrite=False):
+    return FORMATS[_format(path, fmt)].write(ckpt, path, overwrite=overwrite)
+
+
+def convert(src, dst, architecture=None, src_format=None, dst_format=None, overwrite=False,
+            allow_nonfinite=False, progress=None):
+    """Reads ``src``, checks it against the architecture, writes ``dst``; returns the checkpoint."""
+    say = progress or (lambda msg: None)
+    t0 = time.perf_counter()
+    src_format, dst_format = _format(src, src_format), _format(dst, dst_format)
+    say(f"reading {src} as {src_format}")
+    ckpt = read(src, src_format, architecture, allow_nonfinite)
+    nbytes = sum(a.nbytes for a in ckpt.tensors.values())
+    say(f"  {ckpt.architecture}: {len(ckpt.tensors)} tensors, {nbytes / 1e6:.1f} MB, num_classes={ckpt.num_classes}, "
+        f"aux_logits={ckpt.aux_logits} ({time.perf_counter() - t0:.1f} s)")
+    say(f"writing {dst} as {dst_format}")
+    write(ckpt, dst, dst_format, overwrite)
+    say(f"  done ({time.perf_counter() - t0:.1f} s)")
+    return ckpt
+
+
+def stderr_progress(msg):
+    print(msg, file=sys.stderr, flush=True)

@@ -1,0 +1,81 @@
+"""PyTorch ``state_dict`` files (.pth/.pt): read with ``weights_only=True``, never unpickling code."""
+from __future__ import annotations
+
+import pickle
+from pathlib import Path
+
+import numpy as np
+
+from .atomic import atomic_path
+from .checkpoint import Checkpoint, infer_head
+from .errors import InputFileError, UnsafeInputError, WeightsMismatchError
+from .mapping import check_canonical
+
+# Wrappers training scripts commonly put around a state_dict.
+WRAPPER_KEYS = ("state_dict", "model_state_dict", "model")
+
+
+def load_state_dict(path) -> dict:
+    """The file's tensors as float32 numpy arrays, BN ``num_batches_tracked`` dropped."""
+    import torch
+
+    path = Path(path)
+    if not path.is_file():
+        raise InputFileError(f"{path}: {'is a folder, not a file' if path.is_dir() else 'no such file'}")
+    try:
+        obj = torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as e:
+        reason = str(e).splitlines()[0] if str(e) else type(e).__name__
+        raise UnsafeInputError(f"{path}: refused to unpickle: it holds Python objects, not only tensors "
+                               f"(a whole nn.Module or arbitrary code); save model.state_dict() instead. "
+                               f"[{reason}]") from None
+    except Exception as e:  # torch raises RuntimeError/EOFError/ValueError for corrupt archives
+        raise InputFileError(f"{path}: not a readable PyTorch file ({type(e).__name__}: {e})") from None
+    for key in WRAPPER_KEYS:
+        if isinstance(obj, dict) and isinstance(obj.get(key), dict):
+            obj = obj[key]
+            break
+    if not isinstance(obj, dict):
+        raise InputFileError(f"{path}: expected a state_dict (a dict of tensors), found {type(obj).__name__}")
+    out = {}
+    for k, v in obj.items():
+        if not isinstance(v, torch.Tensor):
+            raise InputFileError(f"{path}: entry {k!r} is a {type(v).__name__}, not a tensor")
+        if k.endswith("num_batches_tracked"):
+            continue  # only used by momentum=None BN, which none of these models use
+        if k.startswith("module."):  # DistributedDataParallel's prefix
+            k = k[len("module."):]
+        if v.dtype != torch.float32:
+            raise WeightsMismatchError(f"{path}: tensor {k!r} has dtype {str(v.dtype).replace('torch.', '')}, "
+                                       f"expected float32 (the bridge never casts silently)")
+        out[k] = v.detach().contiguous().numpy()
+    return out
+
+
+def read(path, architecture, allow_nonfinite=False) -> Checkpoint:
+    tensors = load_state_dict(path)
+    num_classes, aux = infer_head(architecture, {k: v.shape for k, v in tensors.items()}, str(path))
+    ckpt = Checkpoint(architecture, tensors, num_classes, aux)
+    check_canonical(tensors, ckpt.expected_shapes(), str(path), allow_nonfinite)
+    return ckpt
+
+
+def state_dict(ckpt: Checkpoint) -> dict:
+    """torch tensors in the peer's key order, ``num_batches_tracked`` restored as 0 per BN."""
+    import torch
+
+    sd = {}
+    for k, v in ckpt.tensors.items():
+        sd[k] = torch.from_numpy(np.array(v, dtype=np.float32))
+        if k.endswith(".running_var"):
+            sd[k[: -len("running_var")] + "num_batches_tracked"] = torch.tensor(0, dtype=torch.long)
+    return sd
+
+
+def write(ckpt: Checkpoint, path, overwrite=False) -> Path:
+    import torch
+
+    check_canonical(ckpt.tensors, ckpt.expected_shapes(), f"{path} (before writing)", allow_nonfinite=True)
+    with atomic_path(path, overwrite) as tmp:
+        torch.save(state_dict(ckpt), tmp)
+    return Path(path)
