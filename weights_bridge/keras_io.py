@@ -22,9 +22,12 @@ def native_key(variable) -> str:
     return "/".join(variable.path.split("/")[-2:])
 
 
-def build_model(architecture, num_classes, aux_logits, input_size=224):
+def build_model(architecture, num_classes, aux_logits, input_size=None):
     from impls.keras3 import create_model
+    from impls.spec import model_spec
 
+    # Build at the architecture's own input size: Inception v3's aux head does not fit 224.
+    input_size = input_size or model_spec(architecture).config.input_size[-1]
     return create_model(architecture, num_classes=num_classes, aux_logits=aux_logits, input_size=input_size)
 
 

@@ -1,0 +1,14 @@
+#!/usr/bin/env bash
+# Creates .venv in the checkout and installs the project with every extra. Idempotent:
+# a second run only checks that the pinned packages are there.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+PY=${PYTHON:-python3}
+if [ ! -x .venv/bin/python ]; then
+  "$PY" -m venv .venv
+fi
+# torch and torchvision must be installed together (older torch wheels break torchvision ops).
+.venv/bin/python -m pip install --quiet --disable-pip-version-check -e ".[all]" 2>&1 \
+  | grep -v -E "^WARNING: Location .* is ignored" || true
+.venv/bin/python -c "import torch, torchvision, jax, flax, keras, tensorflow, safetensors, pytest" \
+  || { echo "ci/setup.sh: install incomplete" >&2; exit 1; }

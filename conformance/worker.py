@@ -1,0 +1,220 @@
+"""One implementation's worker process: ``python -m conformance.worker JOB.json``.
+
+Each worker imports exactly one framework (tensorflow before torchvision segfaults, and
+KERAS_BACKEND is fixed at import), loads each task's weights the way a user of that framework
+would (a converted native file, the framework's own loader), runs the batch and writes the
+outputs to ``<out_dir>/<task id>.npz``. The parent compares the files.
+
+Job JSON: {"impl": str, "out_dir": str, "tasks": [{"id", "arch", "mode": "eval"|"train",
+"input": NCHW .npy, "weights": {"safetensors": folder, "torch": .pth, "flax": .msgpack,
+"keras": .weights.h5}}]}. Models are built with dropout 0 so train-mode outputs are deterministic;
+one model per architecture serves its eval tasks, and train tasks (which update BN statistics)
+run last on a fresh copy.
+"""
+from __future__ import annotations
+
+import json
+import os
+import sys
+import time
+import traceback
+
+import numpy as np
+
+IMPLS = ("torch", "flax", "keras-tensorflow", "keras-jax", "keras-torch")
+PEERS = {"torchvision": ("googlenet",)}  # peer -> architectures it has
+
+
+def _config(task):
+    from weights_bridge.neutral import read_config
+    from pathlib import Path
+
+    return read_config(Path(task["weights"]["safetensors"]))
+
+
+def _model_kwargs(task, cfg):
+    return dict(num_classes=cfg["num_classes"], aux_logits=cfg["aux_logits"], transform_input=cfg["transform_input"],
+                dropout=0.0, dropout_aux=0.0)
+
+
+class CachedModels:
+    """One loaded model per architecture for eval tasks; a train task consumes it (its BN
+    statistics change), so the next task of that architecture loads afresh."""
+
+    def __init__(self):
+        self._models = {}
+
+    def model(self, task, cfg, x):
+        key = task["arch"]
+        if key not in self._models:
+            self._models[key] = self.load(task, cfg, x)
+        return self._models.pop(key) if task["mode"] == "train" else self._models[key]
+
+
+def _outputs(out, fields):
+    if not isinstance(out, tuple):
+        return {"logits": out}
+    return dict(zip(fields, out))
+
+
+class TorchRunner(CachedModels):
+    def __init__(self, peer=None):
+        from .precision import torch_full_precision
+
+        super().__init__()
+        self.info = torch_full_precision()
+        self.peer = peer
+
+    def load(self, task, cfg, x):
+        import torch
+
+        kw = _model_kwargs(task, cfg)
+        if self.peer == "torchvision":
+            import torchvision
+
+            model = getattr(torchvision.models, task["arch"])(weights=None, init_weights=False, **kw)
+        else:
+            from impls.torch_nn import create_model
+
+            model = create_model(task["arch"], **kw)
+        model.load_state_dict(torch.load(task["weights"]["torch"], map_location="cpu", weights_only=True), strict=True)
+        return model.to(self.info["device"])
+
+    def run(self, task, cfg, x):
+        import torch
+
+        model = self.model(task, cfg, x)
+        train = task["mode"] == "train"
+        model.train(train)
+        counts = {}
+        if train:  # per-BN element count n: converts torch's unbiased running_var update
+            for name, m in model.named_modules():
+                if isinstance(m, torch.nn.BatchNorm2d):
+                    m.register_forward_hook(lambda mod, inp, out, name=name: counts.__setitem__(
+                        name, inp[0].numel() // inp[0].shape[1]))
+        with torch.no_grad():
+            out = model(torch.from_numpy(x).to(self.info["device"]))
+        fields = out._fields if isinstance(out, tuple) else ("logits",)
+        res = {k: v.cpu().numpy() for k, v in _outputs(out, fields).items()}
+        if train:
+            sd = model.state_dict()
+            res.update({f"stat:{k}": sd[k].cpu().numpy() for k in sd if k.endswith(("running_mean", "running_var"))})
+            res.update({f"count:{k}": np.int64(n) for k, n in counts.items()})
+        return res
+
+
+class FlaxRunner(CachedModels):
+    def __init__(self):
+        from .precision import jax_full_precision
+
+        super().__init__()
+        self.info = jax_full_precision()
+
+    def load(self, task, cfg, x):
+        import flax.serialization
+
+        from weights_bridge.flax_io import build_model
+
+        with open(task["weights"]["flax"], "rb") as f:  # what a Flax user does with our file
+            state = flax.serialization.msgpack_restore(f.read())
+        return build_model(task["arch"], state, **_model_kwargs(task, cfg))
+
+    def run(self, task, cfg, x):
+        from flax import nnx
+
+        from weights_bridge.flax_io import from_model
+
+        model = self.model(task, cfg, x)
+        train = task["mode"] == "train"
+        model.train() if train else model.eval()
+        out = nnx.jit(lambda m, x: m(x))(model, np.transpose(x, (0, 2, 3, 1)))
+        res = {k: np.asarray(v) for k, v in _outputs(out, getattr(out, "_fields", ())).items()}
+        if train:
+            ckpt = from_model(model, task["arch"])
+            res.update({f"stat:{k}": v for k, v in ckpt.tensors.items() if k.endswith(("running_mean", "running_var"))})
+        return res
+
+
+class KerasRunner(CachedModels):
+    def __init__(self, backend):
+        from .precision import keras_full_precision
+
+        super().__init__()
+        self.backend = backend
+        self.info = keras_full_precision(backend)
+
+    def load(self, task, cfg, x):
+        from impls.keras3 import create_model
+
+        model = create_model(task["arch"], input_size=x.shape[-1], **_model_kwargs(task, cfg))
+        model.load_weights(task["weights"]["keras"])  # Keras's own loader
+        return model
+
+    def run(self, task, cfg, x):
+        from keras import ops
+
+        from weights_bridge.keras_io import from_model
+
+        model = self.model(task, cfg, x)
+        train = task["mode"] == "train"
+        xh = np.transpose(x, (0, 2, 3, 1))
+        out = self._call(model, xh, train)
+        res = {k: np.asarray(ops.convert_to_numpy(v)) for k, v in _outputs(out, getattr(out, "_fields", ())).items()}
+        if train:
+            ckpt = from_model(model, task["arch"])
+            res.update({f"stat:{k}": v for k, v in ckpt.tensors.items() if k.endswith(("running_mean", "running_var"))})
+        return res
+
+    def _call(self, model, x, train):
+        if self.backend != "jax":
+            return model(x, training=train)
+        # Keras-on-JAX runs op by op when called eagerly (tens of seconds for GoogLeNet);
+        # jit the stateless call and write the updated BN statistics back.
+        import jax
+
+        tv = [v.value for v in model.trainable_variables]
+        ntv = [v.value for v in model.non_trainable_variables]
+        out, ntv = jax.jit(lambda tv, ntv, x: model.stateless_call(tv, ntv, x, training=train))(tv, ntv, x)
+        for v, value in zip(model.non_trainable_variables, ntv):
+            v.assign(value)
+        return out
+
+
+def runner(impl):
+    if impl == "torch":
+        return TorchRunner()
+    if impl in PEERS and impl == "torchvision":
+        return TorchRunner(peer="torchvision")
+    if impl == "flax":
+        return FlaxRunner()
+    if impl.startswith("keras-"):
+        return KerasRunner(impl.split("-", 1)[1])
+    raise ValueError(f"unknown implementation {impl!r}")
+
+
+def main(job_path):
+    with open(job_path) as f:
+        job = json.load(f)
+    impl = job["impl"]
+    rn = runner(impl)
+    report = {"impl": impl, "precision": rn.info, "tasks": {}}
+    for task in sorted(job["tasks"], key=lambda t: t["mode"] == "train"):
+        t0 = time.perf_counter()
+        cfg = _config(task)
+        res = rn.run(task, cfg, np.load(task["input"]))
+        np.savez(os.path.join(job["out_dir"], f"{task['id']}.npz"), **res)
+        report["tasks"][task["id"]] = {"seconds": round(time.perf_counter() - t0, 3)}
+    with open(os.path.join(job["out_dir"], "report.json"), "w") as f:
+        json.dump(report, f, indent=1)
+
+
+if __name__ == "__main__":
+    job = sys.argv[1]
+    impl = json.load(open(job))["impl"]
+    if impl.startswith("keras-"):
+        os.environ["KERAS_BACKEND"] = impl.split("-", 1)[1]
+    try:
+        main(job)
+    except Exception:
+        traceback.print_exc()
+        sys.exit(1)
