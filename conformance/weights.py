@@ -13,6 +13,8 @@ import math
 
 
 def randomize_(model, seed: int = 0, calibration_size: int = 224):
+    """Seeded He-scaled weights and calibrated-then-perturbed BN statistics, in place.
+    ``calibration_size`` must let every aux head run (299 for Inception v3)."""
     import torch
     from torch import nn
 
@@ -58,8 +60,10 @@ def main(argv=None):
     p.add_argument("--num-classes", type=int, default=1000)
     p.add_argument("--no-aux", action="store_true")
     a = p.parse_args(argv)
+    from impls.spec import model_spec
+
     model = create_model(a.arch, num_classes=a.num_classes, aux_logits=not a.no_aux)
-    randomize_(model, a.seed)
+    randomize_(model, a.seed, calibration_size=model_spec(a.arch).config.input_size[-1])
     torch.save(model.state_dict(), a.out)
 
 

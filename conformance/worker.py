@@ -22,7 +22,7 @@ import traceback
 import numpy as np
 
 IMPLS = ("torch", "flax", "keras-tensorflow", "keras-jax", "keras-torch")
-PEERS = {"torchvision": ("googlenet",)}  # peer -> architectures it has
+PEERS = {"torchvision": ("googlenet", "inception_v3")}  # peer -> architectures it has
 
 
 def _config(task):
@@ -32,9 +32,20 @@ def _config(task):
     return read_config(Path(task["weights"]["safetensors"]))
 
 
-def _model_kwargs(task, cfg):
-    return dict(num_classes=cfg["num_classes"], aux_logits=cfg["aux_logits"], transform_input=cfg["transform_input"],
-                dropout=0.0, dropout_aux=0.0)
+def _model_kwargs(task, cfg, peer_factory=None):
+    """Constructor arguments from the checkpoint's config, every dropout set to 0; for a peer,
+    only the arguments its constructor takes."""
+    from impls.spec import model_spec
+
+    kw = dict(num_classes=cfg["num_classes"], aux_logits=cfg["aux_logits"], transform_input=cfg["transform_input"],
+              dropout=0.0)
+    if any(hasattr(head, "dropout") for _, head in model_spec(task["arch"]).aux_heads.values()):
+        kw["dropout_aux"] = 0.0
+    if peer_factory is not None:
+        import inspect
+
+        kw = {k: v for k, v in kw.items() if k in inspect.signature(peer_factory).parameters}
+    return kw
 
 
 class CachedModels:
@@ -68,15 +79,16 @@ class TorchRunner(CachedModels):
     def load(self, task, cfg, x):
         import torch
 
-        kw = _model_kwargs(task, cfg)
         if self.peer == "torchvision":
             import torchvision
 
-            model = getattr(torchvision.models, task["arch"])(weights=None, init_weights=False, **kw)
+            factory = {"googlenet": torchvision.models.GoogLeNet, "inception_v3": torchvision.models.Inception3}[task["arch"]]
+            model = factory(init_weights=False, **_model_kwargs(task, cfg, factory))
         else:
-            from impls.torch_nn import create_model
+            from impls.torch_nn import MODELS
 
-            model = create_model(task["arch"], **kw)
+            factory = MODELS[task["arch"]]
+            model = factory(**_model_kwargs(task, cfg))
         model.load_state_dict(torch.load(task["weights"]["torch"], map_location="cpu", weights_only=True), strict=True)
         return model.to(self.info["device"])
 
@@ -144,9 +156,10 @@ class KerasRunner(CachedModels):
         self.info = keras_full_precision(backend)
 
     def load(self, task, cfg, x):
-        from impls.keras3 import create_model
+        from impls.keras3 import MODELS
 
-        model = create_model(task["arch"], input_size=x.shape[-1], **_model_kwargs(task, cfg))
+        factory = MODELS[task["arch"]]
+        model = factory(input_size=x.shape[-1], **_model_kwargs(task, cfg))
         model.load_weights(task["weights"]["keras"])  # Keras's own loader
         return model
 

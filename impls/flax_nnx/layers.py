@@ -5,6 +5,8 @@ canonical tensor name only in its leaf (``kernel``/``scale``/``mean``/``var``).
 """
 from __future__ import annotations
 
+import dataclasses
+
 import jax
 import jax.numpy as jnp
 from flax import nnx
@@ -136,6 +138,68 @@ class AuxHeadV1(nnx.Module):
         return self.fc2(self.dropout(x))
 
 
+class BranchBlock(nnx.Module):
+    """An Inception v3 block from its spec: every step a flat attribute named as torchvision's
+    (so state paths are ``Mixed_7b.branch3x3_2a.conv.kernel``), branches concatenated on channels."""
+
+    def __init__(self, spec: B.BranchBlock, rngs: nnx.Rngs):
+        self.paths = spec.paths
+        for name, layer in spec.layers:
+            setattr(self, name, build(layer, rngs))
+
+    def _path(self, path, x):
+        for step in path:
+            if isinstance(step, B.Split):
+                x = jnp.concatenate([getattr(self, name)(x) for name, _ in step.parts], axis=-1)
+            else:
+                x = getattr(self, step[0])(x)
+        return x
+
+    def __call__(self, x):
+        return jnp.concatenate([self._path(p, x) for p in self.paths], axis=-1)
+
+
+class InceptionA(BranchBlock):
+    def __init__(self, in_channels, pool_features, bn_eps=1e-3, *, rngs: nnx.Rngs):
+        super().__init__(B.InceptionA(in_channels, pool_features, bn_eps), rngs)
+
+
+class InceptionB(BranchBlock):
+    def __init__(self, in_channels, bn_eps=1e-3, *, rngs: nnx.Rngs):
+        super().__init__(B.InceptionB(in_channels, bn_eps), rngs)
+
+
+class InceptionC(BranchBlock):
+    def __init__(self, in_channels, channels_7x7, bn_eps=1e-3, *, rngs: nnx.Rngs):
+        super().__init__(B.InceptionC(in_channels, channels_7x7, bn_eps), rngs)
+
+
+class InceptionD(BranchBlock):
+    def __init__(self, in_channels, bn_eps=1e-3, *, rngs: nnx.Rngs):
+        super().__init__(B.InceptionD(in_channels, bn_eps), rngs)
+
+
+class InceptionE(BranchBlock):
+    def __init__(self, in_channels, bn_eps=1e-3, *, rngs: nnx.Rngs):
+        super().__init__(B.InceptionE(in_channels, bn_eps), rngs)
+
+
+class AuxHeadV3(nnx.Module):
+    def __init__(self, in_channels, num_classes, bn_eps=1e-3, *, rngs: nnx.Rngs):
+        for name, layer in B.AuxHeadV3(in_channels, num_classes, bn_eps).layers:
+            setattr(self, name, build(layer, rngs))
+
+    def __call__(self, x):
+        x = self.conv0(self.pool(x))  # N,5,5,128
+        x = self.avgpool(self.conv1(x))  # N,1,1,768
+        x = jnp.transpose(x, (0, 3, 1, 2)).reshape(x.shape[0], -1)  # (C, H, W) flatten order, as torch
+        return self.fc(x)
+
+
+V3_BLOCKS = {B.InceptionA: InceptionA, B.InceptionB: InceptionB, B.InceptionC: InceptionC,
+             B.InceptionD: InceptionD, B.InceptionE: InceptionE, B.AuxHeadV3: AuxHeadV3}
+
+
 def build(spec, rngs: nnx.Rngs):
     """The NNX module for one spec entry."""
     if isinstance(spec, L.ConvBlock):
@@ -162,4 +226,6 @@ def build(spec, rngs: nnx.Rngs):
     if isinstance(spec, B.AuxHeadV1):
         return AuxHeadV1(spec.in_channels, spec.num_classes, spec.pool, spec.dropout, spec.batch_norm, spec.bn_eps,
                          rngs=rngs)
+    if type(spec) in V3_BLOCKS:
+        return V3_BLOCKS[type(spec)](**{f.name: getattr(spec, f.name) for f in dataclasses.fields(spec)}, rngs=rngs)
     raise TypeError(f"no Flax NNX translation for {type(spec).__name__}")

@@ -1,8 +1,10 @@
 """Keras 3 implementations (NHWC), one code path for the tensorflow, jax and torch backends."""
 from .googlenet import GoogLeNet, googlenet, googlenet_paper
-from .layers import AuxHeadV1, ConvBlock, InceptionV1Block
+from .inception_v3 import InceptionV3, inception_v3
+from .layers import (AuxHeadV1, AuxHeadV3, ConvBlock, InceptionA, InceptionB, InceptionC, InceptionD, InceptionE,
+                     InceptionV1Block)
 
-MODELS = {"googlenet": googlenet, "googlenet_paper": googlenet_paper}
+MODELS = {"googlenet": googlenet, "googlenet_paper": googlenet_paper, "inception_v3": inception_v3}
 
 
 def create_model(arch: str, **kwargs):
@@ -11,4 +13,6 @@ def create_model(arch: str, **kwargs):
     return MODELS[arch](**kwargs)
 
 
-__all__ = ["GoogLeNet", "googlenet", "googlenet_paper", "ConvBlock", "InceptionV1Block", "AuxHeadV1", "create_model"]
+__all__ = ["GoogLeNet", "googlenet", "googlenet_paper", "ConvBlock", "InceptionV1Block", "AuxHeadV1", "create_model",
+           "InceptionV3", "inception_v3", "InceptionA", "InceptionB", "InceptionC", "InceptionD", "InceptionE",
+           "AuxHeadV3"]

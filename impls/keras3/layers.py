@@ -7,6 +7,8 @@ module name contains '-'), so a variable's canonical tensor name follows from it
 """
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import keras
 from keras import layers, ops
@@ -71,7 +73,9 @@ class AvgPool(layers.Layer):
         count = _window_sum(mask, s.kernel_size, s.stride)
         x = ops.pad(x, ((0, 0), (t, b), (l, r), (0, 0)))
         window = s.kernel_size[0] * s.kernel_size[1]
-        return ops.average_pool(x, s.kernel_size, s.stride, padding="valid") * (window / count)
+        # As a backend tensor: torch-backend ``Tensor * ndarray`` would call numpy on a grad tensor.
+        scale = ops.convert_to_tensor(window / count, dtype=x.dtype)
+        return ops.average_pool(x, s.kernel_size, s.stride, padding="valid") * scale
 
 
 def _window_sum(a, kernel, stride):
@@ -148,6 +152,75 @@ class AuxHeadV1(layers.Layer):
         return self.fc2(self.dropout(x, training=training))
 
 
+class BranchBlock(layers.Layer):
+    """An Inception v3 block from its spec: each step a sublayer named ``<block>-<torch attribute>``
+    (e.g. ``Mixed_7b-branch3x3_2a``), branches concatenated on channels."""
+
+    def __init__(self, spec: B.BranchBlock, **kwargs):
+        super().__init__(**kwargs)
+        self.paths = spec.paths
+        # Sublayers in a list (Keras tracks it) looked up by torch attribute name. Method names
+        # avoid ``_path``: Keras layers keep their variable path there.
+        self.steps = [build(layer, f"{self.name}-{name}") for name, layer in spec.layers]
+        self._step_index = {name: i for i, (name, _) in enumerate(spec.layers)}
+
+    def _run_step(self, name, x, training):
+        return _chain(self.steps[self._step_index[name]], x, training)
+
+    def _run_branch(self, path, x, training):
+        for step in path:
+            if isinstance(step, B.Split):
+                x = ops.concatenate([self._run_step(name, x, training) for name, _ in step.parts], axis=-1)
+            else:
+                x = self._run_step(step[0], x, training)
+        return x
+
+    def call(self, x, training=False):
+        return ops.concatenate([self._run_branch(p, x, training) for p in self.paths], axis=-1)
+
+
+class InceptionA(BranchBlock):
+    def __init__(self, in_channels, pool_features, bn_eps=1e-3, **kwargs):
+        super().__init__(B.InceptionA(in_channels, pool_features, bn_eps), **kwargs)
+
+
+class InceptionB(BranchBlock):
+    def __init__(self, in_channels, bn_eps=1e-3, **kwargs):
+        super().__init__(B.InceptionB(in_channels, bn_eps), **kwargs)
+
+
+class InceptionC(BranchBlock):
+    def __init__(self, in_channels, channels_7x7, bn_eps=1e-3, **kwargs):
+        super().__init__(B.InceptionC(in_channels, channels_7x7, bn_eps), **kwargs)
+
+
+class InceptionD(BranchBlock):
+    def __init__(self, in_channels, bn_eps=1e-3, **kwargs):
+        super().__init__(B.InceptionD(in_channels, bn_eps), **kwargs)
+
+
+class InceptionE(BranchBlock):
+    def __init__(self, in_channels, bn_eps=1e-3, **kwargs):
+        super().__init__(B.InceptionE(in_channels, bn_eps), **kwargs)
+
+
+class AuxHeadV3(layers.Layer):
+    def __init__(self, in_channels, num_classes, bn_eps=1e-3, **kwargs):
+        super().__init__(**kwargs)
+        (self.pool, self.conv0, self.conv1, self.avgpool, self.fc) = [
+            build(layer, f"{self.name}-{name}") for name, layer in B.AuxHeadV3(in_channels, num_classes, bn_eps).layers]
+
+    def call(self, x, training=False):
+        x = self.conv0(self.pool(x), training=training)  # N,5,5,128
+        x = self.avgpool(self.conv1(x, training=training))  # N,1,1,768
+        x = ops.reshape(ops.transpose(x, (0, 3, 1, 2)), (-1, x.shape[1] * x.shape[2] * x.shape[3]))  # (C, H, W)
+        return self.fc(x)
+
+
+V3_BLOCKS = {B.InceptionA: InceptionA, B.InceptionB: InceptionB, B.InceptionC: InceptionC,
+             B.InceptionD: InceptionD, B.InceptionE: InceptionE, B.AuxHeadV3: AuxHeadV3}
+
+
 def build(spec, name: str):
     """The Keras layer for one spec entry, named by its canonical module path."""
     if isinstance(spec, L.ConvBlock):
@@ -169,5 +242,7 @@ def build(spec, name: str):
     if isinstance(spec, B.AuxHeadV1):
         return AuxHeadV1(spec.in_channels, spec.num_classes, spec.pool, spec.dropout, spec.batch_norm, spec.bn_eps,
                          name=name)
+    if type(spec) in V3_BLOCKS:
+        return V3_BLOCKS[type(spec)](**{f.name: getattr(spec, f.name) for f in dataclasses.fields(spec)}, name=name)
     raise TypeError(f"no Keras translation for {type(spec).__name__}")
 

@@ -48,14 +48,16 @@ def _outputs_type(name, fields):
 
 def _builders():
     from .googlenet import googlenet_spec
+    from .inception_v3 import inception_v3_spec
 
     return {
         "googlenet": lambda **kw: googlenet_spec("googlenet", **kw),
         "googlenet_paper": lambda **kw: googlenet_spec("googlenet_paper", **kw),
+        "inception_v3": inception_v3_spec,
     }
 
 
-ARCHITECTURES = ("googlenet", "googlenet_paper")
+ARCHITECTURES = ("googlenet", "googlenet_paper", "inception_v3")
 
 
 def model_spec(arch: str, **kwargs) -> ModelSpec:

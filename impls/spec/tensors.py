@@ -20,6 +20,8 @@ def children(spec):
     if isinstance(spec, B.AuxHeadV1):
         return [("pool", spec.pool), ("conv", spec.conv), ("fc1", L.Linear(2048, 1024)),
                 ("fc2", L.Linear(1024, spec.num_classes))]
+    if isinstance(spec, (B.BranchBlock, B.AuxHeadV3)):
+        return list(spec.layers)
     if isinstance(spec, tuple):
         return [(str(i), s) for i, s in enumerate(spec)]
     return []

@@ -1,6 +1,8 @@
 """PyTorch translations of the spec's layers and blocks (torchvision-compatible names)."""
 from __future__ import annotations
 
+import dataclasses
+
 import torch
 from torch import nn
 
@@ -60,6 +62,71 @@ class AuxHeadV1(nn.Module):
         return self.fc2(self.dropout(x))
 
 
+class BranchBlock(nn.Module):
+    """An Inception v3 block from its spec: every step a flat attribute named as torchvision's,
+    branches run in order and concatenated on channels."""
+
+    def __init__(self, spec: B.BranchBlock):
+        super().__init__()
+        self.paths = spec.paths
+        for name, layer in spec.layers:
+            setattr(self, name, build(layer))
+
+    def _path(self, path, x):
+        for step in path:
+            if isinstance(step, B.Split):
+                x = torch.cat([getattr(self, name)(x) for name, _ in step.parts], 1)
+            else:
+                x = getattr(self, step[0])(x)
+        return x
+
+    def forward(self, x):
+        return torch.cat([self._path(p, x) for p in self.paths], 1)
+
+
+class InceptionA(BranchBlock):
+    def __init__(self, in_channels, pool_features, bn_eps=1e-3):
+        super().__init__(B.InceptionA(in_channels, pool_features, bn_eps))
+
+
+class InceptionB(BranchBlock):
+    def __init__(self, in_channels, bn_eps=1e-3):
+        super().__init__(B.InceptionB(in_channels, bn_eps))
+
+
+class InceptionC(BranchBlock):
+    def __init__(self, in_channels, channels_7x7, bn_eps=1e-3):
+        super().__init__(B.InceptionC(in_channels, channels_7x7, bn_eps))
+
+
+class InceptionD(BranchBlock):
+    def __init__(self, in_channels, bn_eps=1e-3):
+        super().__init__(B.InceptionD(in_channels, bn_eps))
+
+
+class InceptionE(BranchBlock):
+    def __init__(self, in_channels, bn_eps=1e-3):
+        super().__init__(B.InceptionE(in_channels, bn_eps))
+
+
+class AuxHeadV3(nn.Module):
+    """Inception v3's auxiliary classifier (torchvision ``InceptionAux``)."""
+
+    def __init__(self, in_channels, num_classes, bn_eps=1e-3):
+        super().__init__()
+        for name, layer in B.AuxHeadV3(in_channels, num_classes, bn_eps).layers:
+            setattr(self, name, build(layer))
+
+    def forward(self, x):
+        x = self.conv0(self.pool(x))  # N,128,5,5
+        x = self.avgpool(self.conv1(x))  # N,768,1,1
+        return self.fc(torch.flatten(x, 1))
+
+
+V3_BLOCKS = {B.InceptionA: InceptionA, B.InceptionB: InceptionB, B.InceptionC: InceptionC,
+             B.InceptionD: InceptionD, B.InceptionE: InceptionE, B.AuxHeadV3: AuxHeadV3}
+
+
 def build(spec) -> nn.Module:
     """The torch module for one spec entry."""
     if isinstance(spec, L.ConvBlock):
@@ -84,4 +151,6 @@ def build(spec) -> nn.Module:
                                 spec.pool_proj, spec.branch3_kernel, spec.batch_norm, spec.bn_eps, spec.pool_ceil_mode)
     if isinstance(spec, B.AuxHeadV1):
         return AuxHeadV1(spec.in_channels, spec.num_classes, spec.pool, spec.dropout, spec.batch_norm, spec.bn_eps)
+    if type(spec) in V3_BLOCKS:
+        return V3_BLOCKS[type(spec)](**{f.name: getattr(spec, f.name) for f in dataclasses.fields(spec)})
     raise TypeError(f"no torch translation for {type(spec).__name__}")
