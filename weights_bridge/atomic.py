@@ -7,7 +7,7 @@ import shutil
 import tempfile
 from pathlib import Path
 
-from .errors import OutputError
+from .errors import BridgeError, OutputError
 
 
 def check_destination(path, overwrite: bool) -> Path:
@@ -16,7 +16,8 @@ def check_destination(path, overwrite: bool) -> Path:
         raise OutputError(f"{path}: already exists (pass overwrite=True / --overwrite to replace it)")
     parent = path.parent if str(path.parent) else Path(".")
     if not parent.is_dir():
-        raise OutputError(f"{path}: folder {parent} does not exist")
+        found = "a file" if parent.exists() else "nothing"
+        raise OutputError(f"{path}: cannot be written: expected a folder at {parent}, found {found}")
     if not os.access(parent, os.W_OK):
         raise OutputError(f"{path}: folder {parent} is not writable")
     return path
@@ -38,7 +39,10 @@ def atomic_path(path, overwrite: bool = False, directory: bool = False):
     is first renamed aside, so at every instant ``path`` is absent or complete.
     """
     path = check_destination(path, overwrite)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent))
+    try:
+        tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent))
+    except OSError as e:
+        raise OutputError(f"{path}: cannot be written: no temporary file beside it ({e.strerror or e})") from e
     target = tmp if directory else tmp / path.name
     try:
         yield target
@@ -47,7 +51,12 @@ def atomic_path(path, overwrite: bool = False, directory: bool = False):
             if path.exists():
                 old = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".old", dir=path.parent))
                 os.replace(path, old / "x")
-                os.replace(tmp, path)
+                try:
+                    os.replace(tmp, path)
+                except OSError:  # put the previous one back
+                    os.replace(old / "x", path)
+                    os.rmdir(old)
+                    raise
                 shutil.rmtree(old, ignore_errors=True)
             else:
                 os.replace(tmp, path)
@@ -57,6 +66,11 @@ def atomic_path(path, overwrite: bool = False, directory: bool = False):
             os.replace(target, path)
     except OSError as e:
         raise OutputError(f"{path}: could not be written ({e.strerror or e})") from e
+    except BridgeError:
+        raise
+    except Exception as e:  # writers wrap I/O failures in their own types (torch: RuntimeError, safetensors)
+        reason = " ".join(str(e).split())[:300]
+        raise OutputError(f"{path}: could not be written ({type(e).__name__}: {reason})") from e
     finally:
         if tmp.exists():
             shutil.rmtree(tmp, ignore_errors=True)

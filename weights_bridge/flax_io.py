@@ -69,7 +69,10 @@ def read(path, architecture, allow_nonfinite=False) -> Checkpoint:
         raise InputFileError(f"{path}: not a readable Flax msgpack state ({type(e).__name__}: {e})") from None
     if not isinstance(tree, dict):
         raise InputFileError(f"{path}: expected a nested dict of arrays, found {type(tree).__name__}")
-    flat = dict(_flatten(tree))
+    try:
+        flat = dict(_flatten(tree))
+    except RecursionError:
+        raise InputFileError(f"{path}: nested too deeply to be a Flax state (expected a few levels)") from None
     for k, v in flat.items():
         if not isinstance(v, np.ndarray):
             raise InputFileError(f"{path}: entry {k!r} is a {type(v).__name__}, not an array")

@@ -15,6 +15,10 @@ from .mapping import check_canonical
 
 TENSORS, CONFIG = "model.safetensors", "config.json"
 REQUIRED = {"format_version": int, "architecture": str, "num_classes": int, "aux_logits": bool}
+OPTIONAL = {"variant": str, "transform_input": bool}
+MAX_CONFIG_BYTES = 1 << 20
+MAX_HEADER_BYTES = 100 << 20  # safetensors' own limit
+MAX_CLASSES = 1 << 20
 
 
 def _folder(path) -> Path:
@@ -31,23 +35,106 @@ def _folder(path) -> Path:
 def read_config(folder: Path) -> dict:
     path = folder / CONFIG
     if not path.is_file():
-        raise InputFileError(f"{path}: missing (a neutral checkpoint needs {CONFIG} beside {TENSORS})")
+        found = "a folder" if path.is_dir() else "nothing"
+        raise InputFileError(f"{path}: missing: a neutral checkpoint needs the file {CONFIG} beside {TENSORS}, "
+                             f"found {found}")
     try:
+        size = path.stat().st_size
+        if size > MAX_CONFIG_BYTES:
+            raise InputFileError(f"{path}: {size} bytes; expected a small JSON object (at most {MAX_CONFIG_BYTES})")
         cfg = json.loads(path.read_text(encoding="utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError) as e:
-        raise InputFileError(f"{path}: not valid JSON ({e})") from None
+    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as e:
+        raise InputFileError(f"{path}: not valid JSON ({type(e).__name__}: {e})") from None
+    except OSError as e:
+        raise InputFileError(f"{path}: cannot be read ({e.strerror or e})") from None
     if not isinstance(cfg, dict):
         raise InputFileError(f"{path}: expected a JSON object, found {type(cfg).__name__}")
-    for key, typ in REQUIRED.items():
+    for key, typ in {**REQUIRED, **OPTIONAL}.items():
+        if key not in cfg and key in OPTIONAL:
+            continue
         if not isinstance(cfg.get(key), typ) or (typ is int and isinstance(cfg.get(key), bool)):
-            raise InputFileError(f"{path}: field {key!r} must be {typ.__name__}, found {cfg.get(key)!r}")
+            raise InputFileError(f"{path}: field {key!r} must be {typ.__name__}, found {_short(cfg.get(key))}")
     if cfg["format_version"] != FORMAT_VERSION:
-        raise InputFileError(f"{path}: format_version {cfg['format_version']} is not supported "
+        raise InputFileError(f"{path}: format_version {_short(cfg['format_version'])} is not supported "
                              f"(this bridge reads version {FORMAT_VERSION})")
-    if cfg["num_classes"] < 1:
-        raise InputFileError(f"{path}: num_classes must be positive, found {cfg['num_classes']}")
+    if not 1 <= cfg["num_classes"] <= MAX_CLASSES:
+        raise InputFileError(f"{path}: num_classes must be between 1 and {MAX_CLASSES}, "
+                             f"found {_short(cfg['num_classes'])}")
     check_architecture(cfg["architecture"], str(path))
     return cfg
+
+
+def _short(value, limit=80) -> str:
+    text = repr(value)
+    return text if len(text) <= limit else text[:limit] + "..."
+
+
+def check_safetensors(path: Path) -> None:
+    """Validates a safetensors file's header against the file before any tensor is read: the
+    length field, JSON object, entries, float32 only, offsets inside the data section, and
+    tensors tiling it exactly (no overlap, no gap). Errors name the file, tensor, expected/found."""
+    try:
+        size = path.stat().st_size
+        with open(path, "rb") as f:
+            head = f.read(8)
+            if len(head) < 8:
+                raise InputFileError(f"{path}: truncated: expected an 8-byte header length, found a {size}-byte file")
+            n = int.from_bytes(head, "little")
+            if n > size - 8:
+                raise InputFileError(f"{path}: header length field says {n} bytes, but only {size - 8} bytes follow "
+                                     f"(truncated or not a safetensors file)")
+            if n > MAX_HEADER_BYTES:
+                raise InputFileError(f"{path}: header of {n} bytes exceeds the {MAX_HEADER_BYTES}-byte limit")
+            text = f.read(n)
+    except OSError as e:
+        raise InputFileError(f"{path}: cannot be read ({e.strerror or e})") from None
+    try:
+        header = json.loads(text.decode("utf-8"))
+    except (UnicodeDecodeError, ValueError, RecursionError) as e:
+        raise InputFileError(f"{path}: header is not valid JSON ({type(e).__name__}: {e})") from None
+    if not isinstance(header, dict):
+        raise InputFileError(f"{path}: header must be a JSON object, found {type(header).__name__}")
+    data_size, spans = size - 8 - n, []
+    for name, info in header.items():
+        if name == "__metadata__":
+            if not isinstance(info, dict) or not all(isinstance(v, str) for v in info.values()):
+                raise InputFileError(f"{path}: __metadata__ must map strings to strings, found {_short(info)}")
+            continue
+        dtype, shape, offsets = (info.get(k) for k in ("dtype", "shape", "data_offsets")) if isinstance(info, dict) \
+            else (None, None, None)
+        if not (isinstance(dtype, str) and _ints(shape) and _ints(offsets) and len(offsets) == 2):
+            raise InputFileError(f"{path}: tensor {name!r}: expected {{dtype: str, shape: [int...], "
+                                 f"data_offsets: [begin, end]}}, found {_short(info)}")
+        if dtype != "F32":
+            raise WeightsMismatchError(f"{path}: tensor {name!r} has dtype {dtype if dtype.isalnum() and len(dtype) <= 16 else _short(dtype)}, expected F32 (float32; "
+                                       f"the bridge never casts silently)")
+        begin, end = offsets
+        if not begin <= end <= data_size:
+            raise InputFileError(f"{path}: tensor {name!r}: data_offsets [{begin}, {end}] out of range: the data "
+                                 f"section is {data_size} bytes (truncated file?)")
+        expected = 4 * int(np.prod(shape, dtype=object))
+        if end - begin != expected:
+            raise InputFileError(f"{path}: tensor {name!r}: data_offsets [{begin}, {end}] span {end - begin} bytes, "
+                                 f"expected {expected} for F32 shape {tuple(shape)}")
+        spans.append((begin, end, name))
+    spans.sort()
+    for (_, end0, name0), (begin, end, name) in zip(spans, spans[1:]):
+        if begin < end0:
+            raise InputFileError(f"{path}: tensor {name!r}: data_offsets [{begin}, {end}] overlap tensor {name0!r} "
+                                 f"(which ends at {end0}); expected disjoint spans")
+    pos, last = 0, None
+    for begin, end, name in spans:
+        if begin > pos:
+            raise InputFileError(f"{path}: bytes {pos}..{begin} of the data section belong to no tensor "
+                                 f"(tensor {name!r} starts at {begin}, expected {pos})")
+        pos, last = end, name
+    if pos != data_size:
+        raise InputFileError(f"{path}: data section is {data_size} bytes, tensors cover {pos} "
+                             f"(trailing bytes after tensor {last!r})")
+
+
+def _ints(value) -> bool:
+    return isinstance(value, list) and all(isinstance(v, int) and not isinstance(v, bool) and v >= 0 for v in value)
 
 
 def read(path, architecture=None, allow_nonfinite=False) -> Checkpoint:
@@ -58,17 +145,24 @@ def read(path, architecture=None, allow_nonfinite=False) -> Checkpoint:
     cfg = read_config(folder)
     if architecture and architecture != cfg["architecture"]:
         raise WeightsMismatchError(f"{folder / CONFIG}: architecture is {cfg['architecture']!r}, expected {architecture!r}")
+    extra = {k: v for k, v in cfg.items() if k not in REQUIRED and k not in OPTIONAL}
+    ckpt = Checkpoint(cfg["architecture"], {}, cfg["num_classes"], cfg["aux_logits"],
+                      cfg.get("variant", "default"), cfg.get("transform_input", False), extra)
+    try:
+        expected = ckpt.expected_shapes()
+    except WeightsMismatchError as e:
+        raise WeightsMismatchError(f"{folder / CONFIG}: {e}") from None
     tensor_file = folder / TENSORS
     if not tensor_file.is_file():
-        raise InputFileError(f"{tensor_file}: missing")
+        raise InputFileError(f"{tensor_file}: missing: expected the tensors file {TENSORS} beside {CONFIG}, found "
+                             f"{'a folder' if tensor_file.is_dir() else 'nothing'}")
+    check_safetensors(tensor_file)
     try:
         tensors = load_file(str(tensor_file))
     except (SafetensorError, OSError, ValueError, TypeError) as e:
         raise InputFileError(f"{tensor_file}: not a readable safetensors file ({e})") from None
-    extra = {k: v for k, v in cfg.items() if k not in REQUIRED and k not in ("variant", "transform_input")}
-    ckpt = Checkpoint(cfg["architecture"], tensors, cfg["num_classes"], cfg["aux_logits"],
-                      cfg.get("variant", "default"), bool(cfg.get("transform_input", False)), extra)
-    check_canonical(tensors, ckpt.expected_shapes(), str(tensor_file), allow_nonfinite)
+    check_canonical(tensors, expected, str(tensor_file), allow_nonfinite)
+    ckpt.tensors = tensors
     return ckpt
 
 

@@ -25,7 +25,11 @@ def load_state_dict(path) -> dict:
     try:
         obj = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as e:
-        reason = str(e).splitlines()[0] if str(e) else type(e).__name__
+        lines = [ln.strip() for ln in str(e).splitlines() if ln.strip()]
+        reason = next((ln for ln in lines if "GLOBAL" in ln or "nsupported" in ln), lines[-1] if lines else type(e).__name__)
+        if "GLOBAL" not in str(e) and "global" not in str(e):
+            raise InputFileError(f"{path}: not a readable PyTorch file: expected a state_dict archive or pickle, "
+                                 f"found a corrupt or foreign byte stream [{reason}]") from None
         raise UnsafeInputError(f"{path}: refused to unpickle: it holds Python objects, not only tensors "
                                f"(a whole nn.Module or arbitrary code); save model.state_dict() instead. "
                                f"[{reason}]") from None
@@ -39,6 +43,8 @@ def load_state_dict(path) -> dict:
         raise InputFileError(f"{path}: expected a state_dict (a dict of tensors), found {type(obj).__name__}")
     out = {}
     for k, v in obj.items():
+        if not isinstance(k, str):
+            raise InputFileError(f"{path}: key {k!r} is a {type(k).__name__}, expected a str tensor name")
         if not isinstance(v, torch.Tensor):
             raise InputFileError(f"{path}: entry {k!r} is a {type(v).__name__}, not a tensor")
         if k.endswith("num_batches_tracked"):
@@ -48,6 +54,10 @@ def load_state_dict(path) -> dict:
         if v.dtype != torch.float32:
             raise WeightsMismatchError(f"{path}: tensor {k!r} has dtype {str(v.dtype).replace('torch.', '')}, "
                                        f"expected float32 (the bridge never casts silently)")
+        if k in out:
+            raise WeightsMismatchError(f"{path}: tensor {k!r} appears twice (with and without 'module.'), expected once")
+        if v.layout != torch.strided or v.device.type != "cpu" or v.is_quantized:
+            raise InputFileError(f"{path}: tensor {k!r} is {v.layout}/{v.device.type}, expected a dense CPU tensor")
         out[k] = v.detach().contiguous().numpy()
     return out
 
