@@ -1,0 +1,132 @@
+"""``diagnose`` names the convention behind a disagreement. Each test injects one mismatch into
+a peer built independently of the switch under test and checks the verdict and its block."""
+import copy
+
+import numpy as np
+import pytest
+import torch
+
+from conformance.conftest import run_cli
+from conformance.diagnose import diagnose
+from conformance.weights import randomize_
+from impls.torch_nn import create_model
+
+
+@pytest.fixture(scope="module")
+def ours():
+    return randomize_(create_model("googlenet", aux_logits=False), seed=3).eval()
+
+
+@pytest.fixture(scope="module")
+def x():
+    return np.random.default_rng(7).standard_normal((2, 3, 224, 224), dtype=np.float32)
+
+
+def _peer_logits(peer, x):
+    with torch.no_grad():
+        return peer.eval()(torch.from_numpy(x)).numpy()
+
+
+def _verdict(ours, x, peer_logits):
+    rep = diagnose(ours, x, peer_logits)
+    assert not rep.baseline_agrees
+    return {t.switch: t for t in rep.culprits}
+
+
+def _torchvision_twin(ours):
+    import torchvision
+
+    peer = torchvision.models.googlenet(weights=None, aux_logits=False, init_weights=False)
+    peer.load_state_dict(ours.state_dict())
+    return peer
+
+
+def test_agreeing_peer_needs_no_diagnosis(ours, x):
+    assert diagnose(ours, x, _peer_logits(_torchvision_twin(ours), x)).baseline_agrees
+
+
+def test_bn_eps(ours, x):
+    peer = _torchvision_twin(ours)
+    for m in peer.modules():
+        if isinstance(m, torch.nn.BatchNorm2d):
+            m.eps = 1e-5  # rebuilt with PyTorch's default eps
+    found = _verdict(ours, x, _peer_logits(peer, x))
+    assert list(found) == ["bn_eps=1e-5"] and found["bn_eps=1e-5"].first_block == "conv1"
+
+
+def test_ceil_mode(ours, x):
+    import torchvision
+
+    peer = torchvision.models.GoogLeNet(aux_logits=False, init_weights=False)
+    for name in ("maxpool1", "maxpool2", "maxpool3", "maxpool4"):  # a port that forgot ceil_mode
+        setattr(peer, name, torch.nn.MaxPool2d(getattr(peer, name).kernel_size, getattr(peer, name).stride))
+    for inc in [m for m in peer.modules() if type(m).__name__ == "Inception"]:
+        inc.branch4[0] = torch.nn.MaxPool2d(3, 1, 1)
+    peer.load_state_dict(ours.state_dict())
+    found = _verdict(ours, x, _peer_logits(peer, x))
+    assert "ceil_mode" in found and found["ceil_mode"].first_block == "maxpool1"
+
+
+def test_label_offset(ours, x):
+    # A TF-slim style head: 1001 classes, background first.
+    head = torch.nn.Linear(1024, 1001)
+    with torch.no_grad():
+        head.weight[1:] = ours.fc.weight
+        head.bias[1:] = ours.fc.bias
+        head.weight[0].normal_()
+    peer = copy.deepcopy(ours)
+    peer.fc = head
+    assert list(_verdict(ours, x, _peer_logits(peer, x))) == ["label_offset"]
+
+
+def test_bgr_input(ours, x):
+    peer_logits = _peer_logits(ours, np.ascontiguousarray(x[:, ::-1]))  # the peer was fed BGR
+    assert list(_verdict(ours, x, peer_logits)) == ["bgr"]
+
+
+def test_count_include_pad_in_inception_v3():
+    ours = randomize_(create_model("inception_v3", aux_logits=False), seed=4, calibration_size=299).eval()
+    x = np.random.default_rng(1).standard_normal((1, 3, 299, 299), dtype=np.float32)
+    peer = copy.deepcopy(ours)
+    for block in peer.modules():  # Keras' AveragePooling2D('same') leaves padding out of the divisor
+        for name, child in block.named_children():
+            if isinstance(child, torch.nn.AvgPool2d):
+                setattr(block, name, torch.nn.AvgPool2d(3, 1, 1, count_include_pad=False))
+    found = _verdict(ours, x, _peer_logits(peer, x))
+    assert "count_include_pad" in found and found["count_include_pad"].first_block == "Mixed_5b"
+
+
+KERAS_SAME_PADDING = r"""
+import os, sys, numpy as np
+os.environ["KERAS_BACKEND"] = "tensorflow"
+from impls.keras3 import googlenet
+from impls.keras3.layers import ConvBlock
+from weights_bridge.keras_io import load_into
+from weights_bridge import read
+model = load_into(googlenet(aux_logits=False), read(sys.argv[1], architecture="googlenet"))
+for layer in model._flatten_layers():
+    if isinstance(layer, ConvBlock) and layer.conv.strides[0] == 2:
+        layer.padding = (0, 0)          # drop our explicit symmetric padding ...
+        layer.conv.padding = "same"     # ... and let Keras pad the TF way
+x = np.random.default_rng(7).standard_normal((2, 3, 224, 224), dtype=np.float32)
+logits = np.asarray(model(np.transpose(x, (0, 2, 3, 1))))
+np.savez(sys.argv[2], logits=logits, input=x)
+"""
+
+
+def test_keras_same_padding_via_cli(ours, tmp_path):
+    import subprocess
+    import sys
+
+    from conformance.conftest import REPO
+
+    pth = tmp_path / "g.pth"
+    torch.save(ours.state_dict(), pth)
+    peer = tmp_path / "keras_same.npz"
+    subprocess.run([sys.executable, "-c", KERAS_SAME_PADDING, str(pth), str(peer)], cwd=REPO, check=True,
+                   capture_output=True)
+    proc = run_cli("diagnose", "googlenet", "--weights", pth, "--against", peer)
+    assert proc.returncode == 0, proc.stderr
+    verdict = proc.stdout.strip().splitlines()[-1]
+    assert verdict == "verdict: tf_same_padding", proc.stdout
+    assert "tf_same_padding" in proc.stdout and "first matters at conv1" in proc.stdout
