@@ -17,14 +17,15 @@ from pathlib import Path
 import numpy as np
 
 from .tolerances import as_json as tolerances_json
-from .tolerances import within
-from .worker import IMPLS, PEERS
+from .tolerances import bounds, within
+from .worker import IMPLS, PEERS, peer_fits
 
 REPO = Path(__file__).resolve().parent.parent
-TORCH_CONVENTION = ("torch", "torchvision")  # BN running_var updated with the unbiased variance
+TORCH_CONVENTION = ("torch", "torchvision", "timm")  # BN running_var updated with the unbiased variance
 REQUIRES = {"torch": ("torch",), "torchvision": ("torch", "torchvision"), "flax": ("jax", "flax"),
             "keras-tensorflow": ("keras", "tensorflow"), "keras-jax": ("keras", "jax"),
-            "keras-torch": ("keras", "torch")}
+            "keras-torch": ("keras", "torch"), "timm": ("torch", "timm"),
+            "keras-applications": ("keras", "tensorflow")}
 BN_MOMENTUM = 0.1  # torch convention; Flax/Keras 0.9 is the same rule written the other way
 
 
@@ -32,8 +33,9 @@ def available(impl: str) -> bool:
     return all(importlib.util.find_spec(m) is not None for m in REQUIRES[impl])
 
 
-def implementations(arch: str, peers=True):
-    names = list(IMPLS) + ([p for p, archs in PEERS.items() if arch in archs] if peers else [])
+def implementations(arch: str, peers=True, variant="default"):
+    """Our implementations plus the peers that have this architecture in this checkpoint variant."""
+    names = list(IMPLS) + ([p for p in PEERS if peer_fits(p, arch, variant)] if peers else [])
     return [i for i in names if available(i)]
 
 
@@ -62,26 +64,46 @@ def keras_backend_for_conversion():
     return None
 
 
-def prepare_weights(arch, workdir, seed=0, num_classes=1000, aux_logits=True, pth=None):
-    """A seeded torch state_dict (or the user's ``pth``) converted by the bridge into every
-    framework's file. Returns {format: path}."""
+def prepare_weights(arch, workdir, seed=0, num_classes=1000, aux_logits=True, pth=None, variant=None,
+                    source=None, source_format=None):
+    """A seeded torch state_dict (or the user's ``pth``, or ``source`` in any format the bridge
+    reads, e.g. a timm or keras.applications file) converted by the bridge into every framework's
+    file, and into keras.applications' for a "keras"-variant checkpoint. Returns {format: path};
+    the neutral folder's config.json records the variant."""
+    from impls.spec import model_spec
+
     workdir = Path(workdir)
     workdir.mkdir(parents=True, exist_ok=True)
     paths = {"torch": str(pth or workdir / f"{arch}.pth"), "safetensors": str(workdir / f"{arch}.neutral"),
              "flax": str(workdir / f"{arch}.msgpack"), "keras": str(workdir / f"{arch}.weights.h5")}
-    if pth is None:
-        args = [arch, paths["torch"], "--seed", str(seed), "--num-classes", str(num_classes)]
+    if pth is None and source is None:
+        kw = {"variant": variant} if variant and variant != "default" else {}
+        aux_logits = aux_logits and getattr(model_spec(arch, **kw).config, "has_aux", True)
+        args = [arch, paths["torch"], "--seed", str(seed), "--num-classes", str(num_classes),
+                "--variant", variant or "default"]
         _run([sys.executable, "-m", "conformance.weights", *args + ([] if aux_logits else ["--no-aux"])],
              what="making test weights")
     backend = keras_backend_for_conversion()
-    targets = ["safetensors", "flax"] + (["keras"] if backend else [])
+    targets = ["safetensors", "flax"] + (["keras"] if backend else []) + (["torch"] if source is not None else [])
     if not backend:
         paths.pop("keras")
-    code = ("import sys, weights_bridge as wb\n"
-            f"for dst in {[paths[t] for t in targets]!r}:\n"
-            f"    wb.convert({paths['torch']!r}, dst, {arch!r}, overwrite=True)\n")
+    src, src_fmt = (str(source), source_format) if source is not None else (paths["torch"], "torch")
+    kapp = str(workdir / f"{arch}.keras_applications.weights.h5") if backend else None
+    code = ("import weights_bridge as wb\n"
+            f"ckpt = wb.read({src!r}, {src_fmt!r}, {arch!r}, variant={variant!r})\n"
+            f"for fmt, dst in {[(t, paths[t]) for t in targets]!r}:\n"
+            "    wb.write(ckpt, dst, fmt, overwrite=True)\n"
+            f"if ckpt.variant == 'keras' and {kapp!r}:\n"
+            f"    wb.write(ckpt, {kapp!r}, 'keras-applications', overwrite=True)\n")
     _run([sys.executable, "-c", code], env={"KERAS_BACKEND": backend or ""}, what="converting test weights")
+    if kapp and Path(kapp).exists():
+        paths["keras-applications"] = kapp
     return paths
+
+
+def weights_variant(paths) -> str:
+    cfg = json.loads((Path(paths["safetensors"]) / "config.json").read_text())
+    return cfg.get("variant", "default")
 
 
 @dataclass(frozen=True)
@@ -90,6 +112,7 @@ class Task:
     mode: str
     size: int
     batch: int = 2
+    layers: bool = False  # also capture every block's output (verify --layers)
 
     @property
     def id(self):
@@ -97,6 +120,7 @@ class Task:
 
 
 def make_inputs(tasks, workdir, seed=0):
+    Path(workdir).mkdir(parents=True, exist_ok=True)
     out = {}
     for t in tasks:
         rng = np.random.default_rng([seed, t.size, t.batch])
@@ -115,7 +139,7 @@ def run_workers(impls, tasks, weights, workdir, jobs=2):
         out_dir = Path(workdir) / impl
         out_dir.mkdir(parents=True, exist_ok=True)
         job = {"impl": impl, "out_dir": str(out_dir),
-               "tasks": [{"id": t.id, "arch": t.arch, "mode": t.mode, "input": inputs[t.id],
+               "tasks": [{"id": t.id, "arch": t.arch, "mode": t.mode, "input": inputs[t.id], "layers": t.layers,
                           "weights": weights[t.arch]} for t in tasks if impl_runs(impl, t.arch)]}
         job_path = out_dir / "job.json"
         job_path.write_text(json.dumps(job, indent=1))
@@ -151,7 +175,17 @@ def _biased_stats(outputs, initial):
     return stats
 
 
-def compare_pair(a, b, a_out, b_out, initial, mode, dtype="float32"):
+def fp32_floor(torch_out):
+    """{output: (abs, rel)}: how far PyTorch fp32 is from the same model in fp64 on this task."""
+    floor = {}
+    for k, ref in (torch_out or {}).items():
+        if k.startswith("fp64:") and k[5:] in torch_out:
+            d = float(np.abs(torch_out[k[5:]].astype(np.float64) - ref).max())
+            floor[k[5:]] = (d, d / float(np.abs(ref).max() or 1.0))
+    return floor
+
+
+def compare_pair(a, b, a_out, b_out, initial, mode, dtype="float32", floor=None):
     """[(quantity, max_abs, max_ref, ok)] for outputs and, in train mode, BN statistics."""
     rows = []
     fields = [k for k in a_out if ":" not in k]
@@ -163,7 +197,8 @@ def compare_pair(a, b, a_out, b_out, initial, mode, dtype="float32"):
             rows.append((f, float("inf"), 0.0, False))
             continue
         d, ref = float(np.abs(x - y).max()), float(np.abs(x).max())
-        rows.append((f, d, ref, within(d, ref, mode, dtype)))
+        f_abs, f_rel = (floor or {}).get(f, (0.0, 0.0))
+        rows.append((f, d, ref, within(d, ref, mode, dtype, f_abs, f_rel)))
     if any(k.startswith("stat:") for k in a_out):
         sa = _biased_stats(a_out, initial) if a in TORCH_CONVENTION else {k[5:]: v for k, v in a_out.items() if k.startswith("stat:")}
         sb = _biased_stats(b_out, initial) if b in TORCH_CONVENTION else {k[5:]: v for k, v in b_out.items() if k.startswith("stat:")}
@@ -185,6 +220,8 @@ class PairResult:
     max_abs: float
     max_rel: float
     ok: bool
+    bound_abs: float = 0.0  # the tolerance applied: stated bound or FLOOR_FACTOR x fp32 floor
+    bound_rel: float = 0.0
 
 
 def compare(tasks, impls, out_dirs, weights):
@@ -194,36 +231,78 @@ def compare(tasks, impls, out_dirs, weights):
     for t in tasks:
         initial = load_file(str(Path(weights[t.arch]["safetensors"]) / "model.safetensors"))
         outs = {i: load_outputs(out_dirs[i], t) for i in impls if i not in errors and impl_runs(i, t.arch)}
+        floor = fp32_floor(outs.get("torch"))
         for a, b in itertools.combinations([i for i in outs if outs[i] is not None], 2):
-            for q, d, ref, ok in compare_pair(a, b, outs[a], outs[b], initial, t.mode):
-                results.append(PairResult(t.id, a, b, q, d, d / ref if ref else float("inf"), ok))
+            for q, d, ref, ok in compare_pair(a, b, outs[a], outs[b], initial, t.mode, floor=floor):
+                kind = "bn_running_stats" if q == "bn_running_stats" else t.mode
+                b_abs, b_rel = bounds(kind, *floor.get(q, (0.0, 0.0)))
+                results.append(PairResult(t.id, a, b, q, d, d / ref if ref else float("inf"), ok, b_abs, b_rel))
     return results, errors
 
 
-def default_tasks(arch, sizes=None):
+def default_tasks(arch, sizes=None, layers=False):
     from impls.spec import model_spec
 
     size = model_spec(arch).config.input_size[-1]
     sizes = sizes or (size, size - 25)  # the second, odd size exercises ceil_mode and padding
-    return [Task(arch, "eval", s) for s in sizes] + [Task(arch, "train", size)]
+    # Train mode at batch 4: at batch 2 a BN over a 1x1 map (Inception v3's aux conv1) sees two
+    # values per channel, and x -> (x - mean) / sqrt(var + eps) amplifies rounding up to
+    # 1/sqrt(eps) = 32x when they nearly coincide; four values make that vanishingly rare.
+    return [Task(arch, "eval", s, layers=layers) for s in sizes] + [Task(arch, "train", size, batch=4)]
 
 
-def agreement(arch, workdir, impls=None, sizes=None, seed=0, pth=None, jobs=2):
-    """The full matrix for one architecture. Returns (results, errors, precision info)."""
-    impls = impls or implementations(arch)
-    tasks = default_tasks(arch, sizes)
-    weights = {arch: prepare_weights(arch, Path(workdir) / "weights", seed=seed, pth=pth)}
+def block_divergence(tasks, impls, out_dirs, reference="torch"):
+    """{task id: {impl: (rows [(block, max_abs, max_rel)], first block past tolerance)}} against
+    ``reference`` for every task that captured layers."""
+    from .capture import compare_blocks
+    from .tolerances import TOLERANCES
+
+    rel = TOLERANCES[("float32", "block")]["rel"]
+    report = {}
+    for t in tasks:
+        if not t.layers or isinstance(out_dirs.get(reference), Exception):
+            continue
+        ref = load_outputs(out_dirs[reference], t)
+        ref_blocks = {k[6:]: v for k, v in ref.items() if k.startswith("layer:")}
+        per_impl = {}
+        for impl in impls:
+            if impl == reference or isinstance(out_dirs.get(impl), Exception) or not impl_runs(impl, t.arch):
+                continue
+            out = load_outputs(out_dirs[impl], t) or {}
+            per_impl[impl] = compare_blocks(ref_blocks, {k[6:]: v for k, v in out.items() if k.startswith("layer:")}, rel)
+        report[t.id] = per_impl
+    return report
+
+
+def agreement(arch, workdir, impls=None, sizes=None, seed=0, pth=None, jobs=2, layers=False, variant=None,
+              source=None, source_format=None):
+    """The full matrix for one architecture. Returns (results, errors, precision info, per-block
+    divergence against torch (empty unless ``layers``)). ``source``/``source_format``: a checkpoint
+    in any format the bridge reads (its variant, e.g. keras.applications' "keras", decides which
+    peers can run on it); ``variant`` picks the seeded test weights' variant."""
+    tasks = default_tasks(arch, sizes, layers)
+    weights = {arch: prepare_weights(arch, Path(workdir) / "weights", seed=seed, pth=pth, variant=variant,
+                                     source=source, source_format=source_format)}
+    variant = weights_variant(weights[arch])
+    impls = [i for i in (impls or implementations(arch, variant=variant)) if peer_fits(i, arch, variant)]
     if "keras" not in weights[arch]:
-        impls = [i for i in impls if not i.startswith("keras-")]
+        impls = [i for i in impls if not i.startswith("keras-") or i == "keras-applications"]
+    if "keras-applications" not in weights[arch]:
+        impls = [i for i in impls if i != "keras-applications"]
     out_dirs = run_workers(impls, tasks, weights, workdir, jobs)
     results, errors = compare(tasks, impls, out_dirs, weights)
     precision = {}
     for i, d in out_dirs.items():
         if not isinstance(d, Exception) and (Path(d) / "report.json").exists():
             precision[i] = json.loads((Path(d) / "report.json").read_text())["precision"]
-    return results, errors, precision
+    return results, errors, precision, block_divergence(tasks, impls, out_dirs) if layers else {}
 
 
-def to_json(arch, results, errors, precision):
-    return {"architecture": arch, "tolerances": tolerances_json(), "precision": precision, "errors": errors,
-            "pairs": [asdict(r) for r in results], "ok": not errors and all(r.ok for r in results)}
+def to_json(arch, results, errors, precision, blocks=None):
+    out = {"architecture": arch, "tolerances": tolerances_json(), "precision": precision, "errors": errors,
+           "pairs": [asdict(r) for r in results], "ok": not errors and all(r.ok for r in results)}
+    if blocks:
+        out["blocks"] = {task: {impl: {"reference": "torch", "first_beyond_tolerance": first,
+                                       "rows": [{"block": b, "max_abs": d, "max_rel": r} for b, d, r in rows]}
+                                for impl, (rows, first) in per.items()} for task, per in blocks.items()}
+    return out

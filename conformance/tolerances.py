@@ -9,7 +9,8 @@ Train mode normalises with batch statistics of a 2-image batch (98 values per ch
 which amplifies rounding: PyTorch fp32 alone is 1.3e-5 relative from PyTorch fp64 on the aux
 logits of GoogLeNet (measured, test weights, batch 2); every framework sits at that floor, so
 two of them may differ by twice it. REL = 5e-5 in train mode covers that and still sits 10x
-below what a BN eps slip (1e-3 vs 1e-5) does to the outputs.
+below what a BN eps slip (1e-3 vs 1e-5) does to the outputs. Deeper models have a higher floor
+(below): every bound is raised to FLOOR_FACTOR x the floor measured in the same run.
 BN running statistics after one train-mode forward are compared with the eval bounds after
 translating PyTorch's unbiased-variance update to the biased one Flax and Keras use.
 On GPU the same bounds hold only with TF32 / reduced-precision matmuls switched off, which the
@@ -20,12 +21,33 @@ TOLERANCES = {
     ("float32", "eval"): {"abs": 1e-4, "rel": 1e-5},
     ("float32", "train"): {"abs": 1e-4, "rel": 5e-5},
     ("float32", "bn_running_stats"): {"abs": 1e-4, "rel": 1e-5},
+    # Per-block activations (verify --layers, diagnose): rounding accumulates with depth and is
+    # not averaged away as in the pooled logits; measured up to 2.3e-5 at GoogLeNet's
+    # inception5b and ~7e-5 at Inception v3's Mixed_7c. A convention slip jumps far higher
+    # (BN eps 1e-3 vs 1e-5 alone moves a block by >= 5e-4), so the first block past 2e-4 is
+    # where implementations part.
+    ("float32", "block"): {"abs": float("inf"), "rel": 2e-4},
 }
 
 
-def within(max_abs: float, max_ref: float, kind: str, dtype: str = "float32") -> bool:
+# Two fp32 implementations can each sit at PyTorch's own fp32 distance from the fp64 result,
+# in opposite directions, and their rounding differs in detail: a pair may differ by a few
+# times that floor. The torch worker measures the floor on every task (its model rerun in
+# float64), and a bound below FLOOR_FACTOR x floor would demand more than fp32 can give.
+# Measured floors (seeded test weights): GoogLeNet eval 5e-6, train 1.3e-5; Inception v3 eval
+# ~8e-6 (|logit| ~13, so ~1e-4 absolute), train aux logits 5.4e-5 (batch 4).
+FLOOR_FACTOR = 4.0
+
+
+def bounds(kind: str, floor_abs: float = 0.0, floor_rel: float = 0.0, dtype: str = "float32"):
+    """(abs, rel) bound: the stated tolerance, raised to FLOOR_FACTOR x the measured fp32 floor."""
     t = TOLERANCES[(dtype, kind)]
-    return max_abs <= t["abs"] and max_abs <= t["rel"] * max_ref
+    return max(t["abs"], FLOOR_FACTOR * floor_abs), max(t["rel"], FLOOR_FACTOR * floor_rel)
+
+
+def within(max_abs: float, max_ref: float, kind: str, dtype: str = "float32", floor_abs=0.0, floor_rel=0.0) -> bool:
+    b_abs, b_rel = bounds(kind, floor_abs, floor_rel, dtype)
+    return max_abs <= b_abs and max_abs <= b_rel * max_ref
 
 
 def as_json():

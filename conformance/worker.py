@@ -22,7 +22,18 @@ import traceback
 import numpy as np
 
 IMPLS = ("torch", "flax", "keras-tensorflow", "keras-jax", "keras-torch")
-PEERS = {"torchvision": ("googlenet", "inception_v3")}  # peer -> architectures it has
+# peer -> architectures it has; a peer runs only on checkpoints of its variants (PEER_VARIANTS,
+# default "default"): keras.applications' Inception v3 is the "keras" variant, the others are not.
+PEERS = {"torchvision": ("googlenet", "inception_v3"), "timm": ("inception_v3",),
+         "keras-applications": ("inception_v3",)}
+PEER_VARIANTS = {"keras-applications": ("keras",)}
+
+
+def peer_fits(impl, arch, variant="default"):
+    """Whether ``impl`` runs on a checkpoint of this architecture and variant (ours run on every one)."""
+    if impl not in PEERS:
+        return True
+    return arch in PEERS[impl] and (variant or "default") in PEER_VARIANTS.get(impl, ("default",))
 
 
 def _config(task):
@@ -41,11 +52,21 @@ def _model_kwargs(task, cfg, peer_factory=None):
               dropout=0.0)
     if any(hasattr(head, "dropout") for _, head in model_spec(task["arch"]).aux_heads.values()):
         kw["dropout_aux"] = 0.0
+    if cfg.get("variant", "default") != "default":
+        kw["variant"] = cfg["variant"]
     if peer_factory is not None:
         import inspect
 
         kw = {k: v for k, v in kw.items() if k in inspect.signature(peer_factory).parameters}
     return kw
+
+
+def model_outputs_type(task, cfg):
+    """The train-mode named tuple our model returns for this checkpoint."""
+    from impls.spec import model_spec
+
+    return model_spec(task["arch"], num_classes=cfg["num_classes"], aux_logits=cfg["aux_logits"],
+                      variant=cfg.get("variant", "default")).outputs_type
 
 
 class CachedModels:
@@ -62,10 +83,29 @@ class CachedModels:
         return self._models.pop(key) if task["mode"] == "train" else self._models[key]
 
 
+def _block_names(arch):
+    from impls.spec import model_spec
+
+    spec = model_spec(arch)
+    return [n for n, _ in spec.stages] + list(spec.aux_heads)
+
+
 def _outputs(out, fields):
     if not isinstance(out, tuple):
         return {"logits": out}
     return dict(zip(fields, out))
+
+
+def _torch_fp64(model, x, train):
+    import copy
+
+    import torch
+
+    twin = copy.deepcopy(model).double().train(train)
+    with torch.no_grad():
+        out = twin(torch.from_numpy(x).double().to(next(twin.parameters()).device))
+    fields = out._fields if isinstance(out, tuple) else ("logits",)
+    return {k: v.cpu().numpy() for k, v in _outputs(out, fields).items()}
 
 
 class TorchRunner(CachedModels):
@@ -79,7 +119,16 @@ class TorchRunner(CachedModels):
     def load(self, task, cfg, x):
         import torch
 
-        if self.peer == "torchvision":
+        if self.peer and not peer_fits(self.peer, task["arch"], cfg.get("variant")):
+            raise ValueError(f"{self.peer} has no {cfg.get('variant')!r} variant of {task['arch']}")
+        if self.peer == "timm":
+            import timm
+
+            model = timm.create_model(task["arch"], pretrained=False, num_classes=cfg["num_classes"],
+                                      aux_logits=cfg["aux_logits"], drop_rate=0.0)
+            if cfg["transform_input"]:
+                raise ValueError("timm's inception_v3 has no transform_input")
+        elif self.peer == "torchvision":
             import torchvision
 
             factory = {"googlenet": torchvision.models.GoogLeNet, "inception_v3": torchvision.models.Inception3}[task["arch"]]
@@ -96,6 +145,9 @@ class TorchRunner(CachedModels):
         import torch
 
         model = self.model(task, cfg, x)
+        # fp64 twin of our model on the same input and state: the fp32 floor every tolerance
+        # is measured against (conformance.tolerances).
+        reference = None if self.peer else _torch_fp64(model, x, task["mode"] == "train")
         train = task["mode"] == "train"
         model.train(train)
         counts = {}
@@ -104,14 +156,27 @@ class TorchRunner(CachedModels):
                 if isinstance(m, torch.nn.BatchNorm2d):
                     m.register_forward_hook(lambda mod, inp, out, name=name: counts.__setitem__(
                         name, inp[0].numel() // inp[0].shape[1]))
+        if self.peer == "timm":  # timm runs its aux head in eval mode too (it needs ~299 input): only in train
+            model.aux_logits = bool(cfg["aux_logits"]) and train
         with torch.no_grad():
             out = model(torch.from_numpy(x).to(self.info["device"]))
+        if self.peer == "timm" and isinstance(out, tuple):  # timm's (logits, aux) as our named tuple
+            out = model_outputs_type(task, cfg)(*out)
         fields = out._fields if isinstance(out, tuple) else ("logits",)
         res = {k: v.cpu().numpy() for k, v in _outputs(out, fields).items()}
+        if reference is not None:
+            res.update({f"fp64:{k}": v for k, v in reference.items()})
         if train:
             sd = model.state_dict()
             res.update({f"stat:{k}": sd[k].cpu().numpy() for k in sd if k.endswith(("running_mean", "running_var"))})
             res.update({f"count:{k}": np.int64(n) for k, n in counts.items()})
+        if task.get("layers"):
+            from . import capture
+
+            xt = torch.from_numpy(x).to(self.info["device"])
+            blocks = (capture.torch_peer_blocks(model, xt, _block_names(task["arch"]), train) if self.peer
+                      else capture.torch_blocks(model, xt, train))
+            res.update({f"layer:{k}": v for k, v in blocks.items()})
         return res
 
 
@@ -144,6 +209,10 @@ class FlaxRunner(CachedModels):
         if train:
             ckpt = from_model(model, task["arch"])
             res.update({f"stat:{k}": v for k, v in ckpt.tensors.items() if k.endswith(("running_mean", "running_var"))})
+        if task.get("layers"):
+            from .capture import flax_blocks
+
+            res.update({f"layer:{k}": v for k, v in flax_blocks(model, np.transpose(x, (0, 2, 3, 1)), train).items()})
         return res
 
 
@@ -176,6 +245,10 @@ class KerasRunner(CachedModels):
         if train:
             ckpt = from_model(model, task["arch"])
             res.update({f"stat:{k}": v for k, v in ckpt.tensors.items() if k.endswith(("running_mean", "running_var"))})
+        if task.get("layers"):
+            from .capture import keras_blocks
+
+            res.update({f"layer:{k}": v for k, v in keras_blocks(model, xh, self.backend, train).items()})
         return res
 
     def _call(self, model, x, train):
@@ -196,8 +269,12 @@ class KerasRunner(CachedModels):
 def runner(impl):
     if impl == "torch":
         return TorchRunner()
-    if impl in PEERS and impl == "torchvision":
-        return TorchRunner(peer="torchvision")
+    if impl in ("torchvision", "timm"):
+        return TorchRunner(peer=impl)
+    if impl == "keras-applications":  # before the keras-<backend> rule below
+        from .keras_applications_worker import KerasApplicationsRunner
+
+        return KerasApplicationsRunner()
     if impl == "flax":
         return FlaxRunner()
     if impl.startswith("keras-"):
@@ -224,7 +301,9 @@ def main(job_path):
 if __name__ == "__main__":
     job = sys.argv[1]
     impl = json.load(open(job))["impl"]
-    if impl.startswith("keras-"):
+    if impl == "keras-applications":
+        os.environ["KERAS_BACKEND"] = "tensorflow"  # keras.applications on its own backend
+    elif impl.startswith("keras-"):
         os.environ["KERAS_BACKEND"] = impl.split("-", 1)[1]
     try:
         main(job)

@@ -1,4 +1,4 @@
-"""``inception-bridge``: convert, verify and summarise Inception-family checkpoints.
+"""``inception-bridge``: convert, verify, diagnose, summarise and export Inception-family checkpoints.
 
 Exit codes: 0 success; 1 implementations disagree beyond tolerance; 2 usage or other bridge
 error; 3 unreadable or corrupt input; 4 unsafe input refused; 5 weights do not fit the
@@ -14,7 +14,7 @@ from pathlib import Path
 
 from .errors import BridgeError, ToleranceError
 
-FORMAT_NAMES = ("safetensors", "torch", "flax", "keras")
+FORMAT_NAMES = ("safetensors", "torch", "flax", "keras", "timm", "keras-applications")
 
 
 def _architectures():
@@ -27,7 +27,7 @@ def cmd_convert(a):
     from .formats import convert, stderr_progress
 
     convert(a.src, a.dst, a.arch, a.src_format, a.dst_format, overwrite=a.overwrite,
-            allow_nonfinite=a.allow_nonfinite, progress=None if a.quiet else stderr_progress)
+            allow_nonfinite=a.allow_nonfinite, progress=None if a.quiet else stderr_progress, variant=a.variant)
 
 
 def _matrix_table(results, impls):
@@ -53,25 +53,55 @@ def _matrix_table(results, impls):
     return "\n".join(lines)
 
 
+def _blocks_table(blocks):
+    lines = []
+    for task, per in blocks.items():
+        rel = {impl: {b: r for b, _, r in rows} for impl, (rows, _) in per.items()}
+        names = list(dict.fromkeys(b for rows in rel.values() for b in rows))
+        lines.append(f"\n{task}: per-block max relative difference against torch")
+        lines.append("block".ljust(16) + "".join(i.rjust(18) for i in per))
+        for name in names:
+            cells = [(f"{rel[i][name]:.1e}" if name in rel[i] else "-").rjust(18) for i in per]
+            lines.append(name.ljust(16) + "".join(cells))
+        for impl, (_, first) in per.items():
+            lines.append(f"{impl}: " + (f"first block past tolerance: {first}" if first else "every block within tolerance"))
+    return "\n".join(lines)
+
+
 def cmd_verify(a):
     from conformance.matrix import agreement, implementations, to_json
 
-    impls = a.impls.split(",") if a.impls else implementations(a.arch)
     workdir = Path(a.workdir or tempfile.mkdtemp(prefix="inception-bridge-verify-"))
-    pth = None
-    if a.weights:
-        from .formats import convert
+    source, variant = None, a.variant or "default"
+    if a.weights:  # read (and check) here, so bad input fails with the bridge's own exit codes
+        from . import neutral
+        from .formats import read
 
-        pth = workdir / "weights" / "source.pth"
-        pth.parent.mkdir(parents=True, exist_ok=True)
-        convert(a.weights, pth, a.arch, overwrite=True)
+        ckpt = read(a.weights, a.src_format, a.arch, variant=a.variant)
+        source, variant = workdir / "weights" / "source.neutral", ckpt.variant
+        source.parent.mkdir(parents=True, exist_ok=True)
+        neutral.write(ckpt, source, overwrite=True)
+    else:
+        from .checkpoint import Checkpoint
+
+        Checkpoint(a.arch, {}, variant=variant).spec()  # an unknown variant fails here
+    impls = a.impls.split(",") if a.impls else implementations(a.arch, variant=variant)
     sizes = tuple(a.sizes) if a.sizes else None
-    print(f"verifying {a.arch} across {', '.join(impls)} (workers in {workdir})", file=sys.stderr, flush=True)
-    results, errors, precision = agreement(a.arch, workdir, impls, sizes, a.seed, pth)
+    print(f"verifying {a.arch} ({variant} variant) across {', '.join(impls)} (workers in {workdir})",
+          file=sys.stderr, flush=True)
+    results, errors, precision, blocks = agreement(a.arch, workdir, impls, sizes, a.seed, None, layers=a.layers,
+                                                   variant=a.variant, source=source,
+                                                   source_format="safetensors" if source else None)
     print(_matrix_table(results, impls))
+    if blocks:
+        print(_blocks_table(blocks))
     for impl, err in errors.items():
         print(f"\n{impl}: worker failed: {err}")
-    report = to_json(a.arch, results, errors, precision)
+    report = to_json(a.arch, results, errors, precision, blocks)
+    if a.report:
+        from conformance.report import write_report
+
+        print(f"report: {write_report(a.report, a.arch, results, errors, precision, blocks, impls)}")
     if a.json:
         from .atomic import atomic_path
 
@@ -83,6 +113,63 @@ def cmd_verify(a):
     print(f"\nall {len(results)} comparisons within tolerance")
 
 
+def cmd_diagnose(a):
+    import numpy as np
+    import torch
+
+    from conformance.diagnose import diagnose, format_report
+    from impls.torch_nn import create_model
+
+    from .formats import read
+    from .torch_io import state_dict
+
+    ckpt = read(a.weights, architecture=a.arch)
+    size = a.size or ckpt.spec().config.input_size[-1]
+    if a.against.endswith(".npz"):
+        peer = np.load(a.against)
+        if "logits" not in peer:
+            raise BridgeError(f"{a.against}: expected an array 'logits' (and optionally 'input', NCHW)")
+        x = peer["input"].astype(np.float32) if "input" in peer else _diagnose_input(size)
+        peer_logits = peer["logits"]
+    else:
+        x = _diagnose_input(size)
+        peer_logits = _peer_logits(a, x)
+    model = create_model(a.arch, num_classes=ckpt.num_classes, aux_logits=ckpt.aux_logits,
+                         transform_input=ckpt.transform_input)
+    model.load_state_dict(state_dict(ckpt), strict=True)
+    rep = diagnose(model.eval(), x, peer_logits)
+    print(format_report(rep))
+    if not rep.baseline_agrees and not rep.culprits:
+        raise ToleranceError(f"{a.arch}: outputs differ from {a.against} and no known convention explains it")
+
+
+def _diagnose_input(size):
+    import numpy as np
+
+    return np.random.default_rng(0).standard_normal((2, 3, size, size), dtype=np.float32)
+
+
+def _peer_logits(a, x):
+    """Runs one implementation's worker on ``x`` with the checkpoint converted for it."""
+    import numpy as np
+
+    from conformance import matrix
+
+    workdir = Path(a.workdir or tempfile.mkdtemp(prefix="inception-bridge-diagnose-"))
+    from .formats import convert
+
+    pth = workdir / "weights" / "source.pth"
+    pth.parent.mkdir(parents=True, exist_ok=True)
+    convert(a.weights, pth, a.arch, overwrite=True)
+    weights = {a.arch: matrix.prepare_weights(a.arch, workdir / "weights", pth=pth)}
+    task = matrix.Task(a.arch, "eval", x.shape[-1])
+    np.save(workdir / f"input-{task.batch}x{task.size}.npy", x)
+    out = matrix.run_workers([a.against], [task], weights, workdir, jobs=1)[a.against]
+    if isinstance(out, Exception):
+        raise BridgeError(f"{a.against}: {out}")
+    return matrix.load_outputs(out, task)["logits"]
+
+
 def cmd_summary(a):
     from impls.spec import model_spec
     from impls.spec.summary import format_table, summarize
@@ -90,6 +177,16 @@ def cmd_summary(a):
     spec = model_spec(a.arch, num_classes=a.num_classes, aux_logits=not a.no_aux)
     size = a.size or spec.config.input_size[-1]
     print(format_table(summarize(spec, (size, size))))
+
+
+def cmd_export_onnx(a):
+    from .formats import stderr_progress
+    from .onnx_export import export_onnx
+
+    res = export_onnx(a.arch, a.weights, a.out, opset=a.opset, overwrite=a.overwrite, input_size=a.size,
+                      weights_format=a.src_format, progress=stderr_progress)
+    print(f"wrote {res['path']} (opset {res['opset']}); onnxruntime vs PyTorch max relative difference "
+          + ", ".join(f"batch {n}: {d:.1e}" for n, d in res["max_rel"].items()))
 
 
 def parser():
@@ -106,6 +203,8 @@ def parser():
     c.add_argument("--overwrite", action="store_true", help="replace DST if it exists")
     c.add_argument("--allow-nonfinite", action="store_true", help="accept NaN/Inf values")
     c.add_argument("--quiet", action="store_true")
+    c.add_argument("--variant", help="checkpoint variant of a native SRC that cannot record it "
+                                     "(inception_v3: default or keras, keras.applications' padding)")
     c.set_defaults(func=cmd_convert)
 
     v = sub.add_parser("verify", help="run every implementation on the same weights and compare")
@@ -116,7 +215,22 @@ def parser():
     v.add_argument("--sizes", type=int, nargs="+", help="eval input sizes (default: native and native-25)")
     v.add_argument("--seed", type=int, default=0)
     v.add_argument("--workdir", help="keep worker inputs and outputs here")
+    v.add_argument("--from", dest="src_format", choices=FORMAT_NAMES, help="format of --weights (default: by extension)")
+    v.add_argument("--variant", help="checkpoint variant (inception_v3: default, or keras: keras.applications' "
+                                     "padding, no aux head, with the keras-applications peer)")
+    v.add_argument("--layers", action="store_true", help="also compare every block's output and name the first to drift")
+    v.add_argument("--report", metavar="DIR", help="write report.md and PNG plots here (needs matplotlib)")
     v.set_defaults(func=cmd_verify)
+
+    d = sub.add_parser("diagnose", help="name the convention that makes two implementations disagree")
+    d.add_argument("arch", choices=_architectures())
+    d.add_argument("--weights", required=True, help="the checkpoint both sides carry (any format)")
+    d.add_argument("--against", required=True,
+                   help="an implementation (torch, flax, keras-tensorflow, ..., torchvision) or a .npz with the "
+                        "peer's 'logits' (and optionally the NCHW 'input' it saw)")
+    d.add_argument("--size", type=int)
+    d.add_argument("--workdir")
+    d.set_defaults(func=cmd_diagnose)
 
     s = sub.add_parser("summary", help="per-block output shape, parameters and MACs")
     s.add_argument("arch", choices=_architectures())
@@ -124,6 +238,16 @@ def parser():
     s.add_argument("--num-classes", type=int, default=1000)
     s.add_argument("--no-aux", action="store_true")
     s.set_defaults(func=cmd_summary)
+
+    o = sub.add_parser("export-onnx", help="export the PyTorch model with these weights to ONNX, checked with onnxruntime")
+    o.add_argument("arch", choices=_architectures())
+    o.add_argument("weights", help="checkpoint in any format (by extension, or --from)")
+    o.add_argument("out", help="the .onnx file to write")
+    o.add_argument("--opset", type=int, default=10, help="ONNX opset (default 10; >= 10 for ceil_mode max pools)")
+    o.add_argument("--size", type=int, help="input height and width (default: the architecture's native size)")
+    o.add_argument("--from", dest="src_format", choices=FORMAT_NAMES, help="format of WEIGHTS")
+    o.add_argument("--overwrite", action="store_true", help="replace OUT if it exists")
+    o.set_defaults(func=cmd_export_onnx)
     return p
 
 
@@ -134,7 +258,8 @@ def main(argv=None):
     except BridgeError as e:
         if args.debug:
             raise
-        print(f"inception-bridge: error: {e}", file=sys.stderr)
+        message = " ".join(str(e).split())  # one line, whatever the message holds
+        print(f"inception-bridge: error: {message}", file=sys.stderr)
         return e.exit_code
     return 0
 

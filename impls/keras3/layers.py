@@ -17,6 +17,40 @@ from ..spec import blocks as B
 from ..spec import layers as L
 
 
+class BatchNorm(layers.BatchNormalization):
+    """Keras BatchNormalization (same variables, names, momentum rule and ``trainable=False``
+    behaviour) with PyTorch's accuracy in train mode. On the TF backend, batch moments are one
+    N*H*W-long float32 reduction and the output is folded into ``x * s + (beta - mean * s)``,
+    which cancels digits when |mean| >> std; Inception v3's train-mode aux logits came out 1.5e-4
+    from the fp64 result (PyTorch and JAX: 5e-5). Reducing one axis at a time and normalising as
+    ``(x - mean) * s + beta`` brings it to 7e-5 (measured, seeded weights, batch 4 at 299).
+    No masking or renormalisation: these models use neither."""
+
+    def _moments(self, inputs, mask):
+        # One axis at a time: short sums instead of one N*H*W-long float32 accumulation
+        # (TF's CPU reduce_mean loses ~1e-4 relative over Inception v3's 4x35x35 batches).
+        def mean(t):
+            for axis in (2, 1, 0):
+                t = ops.mean(t, axis=axis, keepdims=True)
+            return t
+
+        m = mean(inputs)
+        return ops.reshape(m, (-1,)), ops.reshape(mean(ops.square(inputs - m)), (-1,))
+
+    def call(self, inputs, training=None, mask=None):
+        if training and self.trainable:
+            mean, variance = self._moments(inputs, mask)
+            self.moving_mean.assign(self.moving_mean * self.momentum + mean * (1.0 - self.momentum))
+            self.moving_variance.assign(self.moving_variance * self.momentum + variance * (1.0 - self.momentum))
+        else:
+            mean, variance = self.moving_mean, self.moving_variance
+        scale = ops.rsqrt(variance + self.epsilon)
+        if self.scale:
+            scale = scale * self.gamma
+        out = (inputs - mean) * scale
+        return out + self.beta if self.center else out
+
+
 class ConvBlock(layers.Layer):
     def __init__(self, in_channels, out_channels, kernel_size=1, stride=1, padding=0, batch_norm=True, eps=1e-3,
                  **kwargs):
@@ -25,7 +59,7 @@ class ConvBlock(layers.Layer):
         self.conv = layers.Conv2D(out_channels, L.pair(kernel_size), L.pair(stride), padding="valid",
                                   use_bias=not batch_norm, name=f"{self.name}-conv")
         # Keras momentum 0.9 == torch momentum 0.1 (Keras weights the old statistic).
-        self.bn = layers.BatchNormalization(momentum=0.9, epsilon=eps, name=f"{self.name}-bn") if batch_norm else None
+        self.bn = BatchNorm(momentum=0.9, epsilon=eps, name=f"{self.name}-bn") if batch_norm else None
 
     def call(self, x, training=False):
         ph, pw = self.padding
@@ -180,8 +214,8 @@ class BranchBlock(layers.Layer):
 
 
 class InceptionA(BranchBlock):
-    def __init__(self, in_channels, pool_features, bn_eps=1e-3, **kwargs):
-        super().__init__(B.InceptionA(in_channels, pool_features, bn_eps), **kwargs)
+    def __init__(self, in_channels, pool_features, bn_eps=1e-3, pool_count_include_pad=True, **kwargs):
+        super().__init__(B.InceptionA(in_channels, pool_features, bn_eps, pool_count_include_pad), **kwargs)
 
 
 class InceptionB(BranchBlock):
@@ -190,8 +224,8 @@ class InceptionB(BranchBlock):
 
 
 class InceptionC(BranchBlock):
-    def __init__(self, in_channels, channels_7x7, bn_eps=1e-3, **kwargs):
-        super().__init__(B.InceptionC(in_channels, channels_7x7, bn_eps), **kwargs)
+    def __init__(self, in_channels, channels_7x7, bn_eps=1e-3, pool_count_include_pad=True, **kwargs):
+        super().__init__(B.InceptionC(in_channels, channels_7x7, bn_eps, pool_count_include_pad), **kwargs)
 
 
 class InceptionD(BranchBlock):
@@ -200,8 +234,8 @@ class InceptionD(BranchBlock):
 
 
 class InceptionE(BranchBlock):
-    def __init__(self, in_channels, bn_eps=1e-3, **kwargs):
-        super().__init__(B.InceptionE(in_channels, bn_eps), **kwargs)
+    def __init__(self, in_channels, bn_eps=1e-3, pool_count_include_pad=True, **kwargs):
+        super().__init__(B.InceptionE(in_channels, bn_eps, pool_count_include_pad), **kwargs)
 
 
 class AuxHeadV3(layers.Layer):
