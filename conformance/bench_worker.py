@@ -1,0 +1,104 @@
+"""One framework's benchmark process: ``python -m conformance.bench_worker JOB.json``.
+
+Eval-mode fp32 throughput (images/s, median of timed repetitions after warm-up) of each
+configuration in the job, written to ``<out>``. Random weights: speed does not depend on them.
+"""
+from __future__ import annotations
+
+import json
+import os
+import statistics
+import sys
+import time
+
+import numpy as np
+
+
+def _time(fn, warmup, repeats, batch):
+    for _ in range(warmup):
+        fn()
+    times = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t0)
+    return batch / statistics.median(times)
+
+
+def torch_configs(job):
+    import torch
+
+    from impls.torch_nn import create_model
+
+    arch, b, s = job["arch"], job["batch"], job["size"]
+    x = torch.randn(b, 3, s, s)
+    peer = job["impl"]
+    if peer == "torchvision":
+        import torchvision
+
+        model = getattr(torchvision.models, arch)(weights=None, aux_logits=False, init_weights=False)
+    elif peer == "timm":
+        import timm
+
+        model = timm.create_model(arch, pretrained=False)
+    else:
+        model = create_model(arch, aux_logits=False)
+    model.eval()
+    for config in job["configs"]:
+        m, xi = model, x
+        if "channels_last" in config:
+            m, xi = model.to(memory_format=torch.channels_last), x.to(memory_format=torch.channels_last)
+        if "compile" in config:
+            m = torch.compile(m)
+        with torch.inference_mode():
+            yield config, _time(lambda: m(xi), job["warmup"], job["repeats"], b)
+
+
+def flax_configs(job):
+    import jax
+    from flax import nnx
+
+    from weights_bridge.flax_io import build_model
+    from impls.flax_nnx import create_model
+
+    abstract = nnx.eval_shape(lambda: create_model(job["arch"], aux_logits=False))
+    state = jax.tree.map(lambda a: np.full(a.shape, 0.01, a.dtype),
+                         nnx.to_pure_dict(nnx.state(abstract, nnx.Any(nnx.Param, nnx.BatchStat))))
+    model = build_model(job["arch"], state, aux_logits=False)
+    model.eval()
+    x = np.random.default_rng(0).standard_normal((job["batch"], job["size"], job["size"], 3), dtype=np.float32)
+    f = nnx.jit(lambda m, x: m(x))
+    yield "jit", _time(lambda: jax.block_until_ready(f(model, x)), job["warmup"], job["repeats"], job["batch"])
+
+
+def keras_configs(job):
+    import keras
+
+    b, s = job["batch"], job["size"]
+    if job["impl"] == "keras-applications":
+        factory = {"inception_v3": keras.applications.InceptionV3}[job["arch"]]
+        model = factory(weights=None, input_shape=(s, s, 3), classifier_activation=None)
+    else:
+        from impls.keras3 import create_model
+
+        model = create_model(job["arch"], aux_logits=False, input_size=s)
+    x = np.random.default_rng(0).standard_normal((b, s, s, 3), dtype=np.float32)
+    # predict_on_batch is Keras's compiled inference path on every backend.
+    yield "predict_on_batch", _time(lambda: model.predict_on_batch(x), job["warmup"], job["repeats"], b)
+
+
+def main(path):
+    with open(path) as f:
+        job = json.load(f)
+    impl = job["impl"]
+    run = (keras_configs if impl.startswith("keras") else flax_configs if impl == "flax" else torch_configs)
+    rows = [{"impl": impl, "config": c, "images_per_s": ips} for c, ips in run(job)]
+    with open(job["out"], "w") as f:
+        json.dump(rows, f)
+
+
+if __name__ == "__main__":
+    job = json.load(open(sys.argv[1]))
+    if job["impl"].startswith("keras"):
+        os.environ["KERAS_BACKEND"] = job.get("backend", "tensorflow")
+    main(sys.argv[1])

@@ -1,0 +1,29 @@
+"""``bench`` runs end to end and reports what it promises. No timed assertions: speed targets
+are ratios read from the benchmark's output, never pass/fail conditions of the suite."""
+import json
+
+from conformance import bench
+from conformance.conftest import run_cli
+
+
+def test_bench_rows_and_table():
+    rows = bench.run("googlenet", batch=1, size=64, frameworks=["torch", "flax"], warmup=0, repeats=1,
+                     progress=lambda m: None)
+    impls = {(r["impl"], r["config"]) for r in rows}
+    assert impls == {("torch", "plain"), ("torch", "channels_last"), ("flax", "jit")}
+    assert all(r["images_per_s"] > 0 and r["ours"] for r in rows)
+    text = bench.table("googlenet", rows, 1, 64, peak_gflops=100.0)
+    assert "images/s" in text and "torch [plain]" in text
+
+
+def test_bench_cli_json_names_impl_and_throughput(tmp_path):
+    out = tmp_path / "bench.json"
+    proc = run_cli("bench", "googlenet", "--frameworks", "torch", "torchvision", "--batch", "1", "--size", "64",
+                   "--warmup", "0", "--repeats", "1", "--json", out)
+    assert proc.returncode == 0, proc.stderr
+    rows = json.loads(out.read_text())["rows"]
+    assert {r["impl"] for r in rows} == {"torch", "torchvision"}
+    peer_configs = {r["config"] for r in rows if r["impl"] == "torchvision"}
+    assert peer_configs == {"plain", "channels_last", "channels_last+compile"}
+    assert all(isinstance(r["images_per_s"], float) for r in rows)
+    assert "vs best peer" in proc.stdout
