@@ -10,7 +10,7 @@ from conformance.tolerances import TOLERANCES
 from impls.spec import ARCHITECTURES, model_spec
 from impls.spec.tensors import canonical_shapes
 
-ARCHS = [pytest.param(a, marks=pytest.mark.slow) if a == "inception_v3" else a for a in ARCHITECTURES]
+ARCHS = [a if a in ("googlenet", "googlenet_paper") else pytest.param(a, marks=pytest.mark.slow) for a in ARCHITECTURES]
 
 
 @pytest.mark.parametrize("arch", ARCHS)

@@ -13,7 +13,12 @@ from impls.torch_nn import InceptionV1Block, create_model
 # with both aux heads, as torchvision builds it for training: 13,004,888).
 PUBLISHED = {("googlenet", False): 6_624_904, ("googlenet", True): 13_004_888,
              # torchvision inception_v3 (Inception_V3_Weights meta: 27,161,264 with the aux head)
-             ("inception_v3", False): 23_834_568, ("inception_v3", True): 27_161_264}
+             ("inception_v3", False): 23_834_568, ("inception_v3", True): 27_161_264,
+             # timm's inception_v4 / inception_resnet_v2 (no aux head: aux_logits is ignored)
+             # bn_inception: Figure 5 of Ioffe & Szegedy 2015 by hand (conformance/test_models_v4.py)
+             **{(a, aux): n for a, n in (("inception_v4", 42_679_816), ("inception_resnet_v2", 55_843_464),
+                                         ("bn_inception", 11_285_224))
+                for aux in (False, True)}}
 TORCHVISION = ("googlenet", "inception_v3")
 
 # GoogLeNet paper, Table 1: (#1x1, #3x3 reduce, #3x3, #5x5 reduce, #5x5, pool proj) and input channels.

@@ -211,3 +211,39 @@ def test_eval_total_macs_match_flop_counter(arch):
         model(torch.zeros(1, 3, 224, 224))
     macs = total(summarize(model.spec, (224, 224)), eval_only=True).macs
     assert counter.get_total_flops() == 2 * macs
+
+
+# --- Inception v3 ---------------------------------------------------------------------------
+
+@pytest.mark.parametrize("aux, expected", [(True, 27_161_264), (False, 23_834_568)])
+def test_inception_v3_params_match_torchvision(aux, expected):
+    # torchvision's inception_v3(aux_logits=True) has 27,161,264 parameters (its published count).
+    assert total(summarize(model_spec("inception_v3", aux_logits=aux), (299, 299))).params == expected
+
+
+def test_inception_v3_stage_shapes_and_macs_match_torch():
+    """Train mode at 299 (aux head included): every stage's shape and MACs equal torch's, and
+    the eval total equals FlopCounterMode's FLOPs / 2."""
+    torch = pytest.importorskip("torch")
+    from torch.utils.flop_counter import FlopCounterMode
+
+    import impls.torch_nn as T
+
+    model = T.inception_v3().train()
+    x, capture = torch.randn(2, 3, 299, 299), {}  # train-mode BN needs 2 values per channel (aux 1x1)
+    counter = FlopCounterMode(display=False)
+    with torch.no_grad():
+        model.forward_stages(x, capture=capture)
+        with counter:
+            model(x)
+    flops = counter.get_flop_counts()
+    rows = summarize(model.spec, (299, 299))
+    stages = [r for r in rows if not r.name.startswith("total")]
+    assert [r.name for r in stages] == list(capture)
+    for r in stages:
+        assert tuple(capture[r.name].shape[1:]) == r.out_shape, r.name
+        assert sum(flops.get(f"InceptionV3.{r.name}", {}).values()) == 2 * 2 * r.macs, r.name  # batch of 2
+    counter = FlopCounterMode(display=False)
+    with counter, torch.no_grad():
+        model.eval()(x)
+    assert counter.get_total_flops() == 2 * 2 * total(rows, eval_only=True).macs

@@ -27,6 +27,16 @@ TOLERANCES = {
     # (BN eps 1e-3 vs 1e-5 alone moves a block by >= 5e-4), so the first block past 2e-4 is
     # where implementations part.
     ("float32", "block"): {"abs": float("inf"), "rel": 2e-4},
+    # Training step (conformance.training, verify --train): per tensor, relative to that tensor's
+    # max |value| (for an optimizer step, its max |w_k - w_0|). 1e-5 is what fp32 gives where the
+    # gradient is well conditioned (loss: 1e-7; classifier and aux-head gradients: 1e-7..2e-5),
+    # but a train-mode GoogLeNet gradient is not, at batch 4: a 1e-7 relative change of the input
+    # moves trunk gradients by ~1e-2 (ReLU / max-pool switches and BN backward's cancellation),
+    # and PyTorch fp32 sits 1e-2 (median; up to 0.12) from fp64 there. Each tensor's bound is
+    # raised to FLOOR_FACTOR x max(its floor, its block's median floor), measured in the same run.
+    ("float32", "train_loss"): {"abs": float("inf"), "rel": 1e-5},
+    ("float32", "grad"): {"abs": float("inf"), "rel": 1e-5},
+    ("float32", "update"): {"abs": float("inf"), "rel": 1e-5},
 }
 
 

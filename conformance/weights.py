@@ -12,9 +12,10 @@ import argparse
 import math
 
 
-def randomize_(model, seed: int = 0, calibration_size: int = 224):
+def randomize_(model, seed: int = 0, calibration_size: int = 224, bn_scale: bool = True):
     """Seeded He-scaled weights and calibrated-then-perturbed BN statistics, in place.
-    ``calibration_size`` must let every aux head run (299 for Inception v3)."""
+    ``calibration_size`` must let every aux head run (299 for Inception v3). ``bn_scale=False``
+    keeps every BN gamma at 1 (checkpoints whose BN has none: keras.applications')."""
     import torch
     from torch import nn
 
@@ -29,7 +30,7 @@ def randomize_(model, seed: int = 0, calibration_size: int = 224):
                 if m.bias is not None:
                     uniform(m.bias, -0.1, 0.1)
             elif isinstance(m, nn.BatchNorm2d):
-                uniform(m.weight, 0.5, 1.5)
+                uniform(m.weight, 0.5, 1.5) if bn_scale else m.weight.fill_(1.0)
                 uniform(m.bias, -0.2, 0.2)
         bns = [m for m in model.modules() if isinstance(m, nn.BatchNorm2d)]
         if bns:
@@ -59,11 +60,14 @@ def main(argv=None):
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--num-classes", type=int, default=1000)
     p.add_argument("--no-aux", action="store_true")
+    p.add_argument("--variant", default="default", help="checkpoint variant (inception_v3: default or keras)")
     a = p.parse_args(argv)
     from impls.spec import model_spec
 
-    model = create_model(a.arch, num_classes=a.num_classes, aux_logits=not a.no_aux)
-    randomize_(model, a.seed, calibration_size=model_spec(a.arch).config.input_size[-1])
+    kw = {} if a.variant == "default" else {"variant": a.variant}
+    model = create_model(a.arch, num_classes=a.num_classes, aux_logits=not a.no_aux, **kw)
+    cfg = model_spec(a.arch, **kw).config
+    randomize_(model, a.seed, calibration_size=cfg.input_size[-1], bn_scale=getattr(cfg, "bn_scale", True))
     torch.save(model.state_dict(), a.out)
 
 

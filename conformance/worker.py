@@ -24,7 +24,7 @@ import numpy as np
 IMPLS = ("torch", "flax", "keras-tensorflow", "keras-jax", "keras-torch")
 # peer -> architectures it has; a peer runs only on checkpoints of its variants (PEER_VARIANTS,
 # default "default"): keras.applications' Inception v3 is the "keras" variant, the others are not.
-PEERS = {"torchvision": ("googlenet", "inception_v3"), "timm": ("inception_v3",),
+PEERS = {"torchvision": ("googlenet", "inception_v3"), "timm": ("inception_v3", "inception_v4", "inception_resnet_v2"),
          "keras-applications": ("inception_v3",)}
 PEER_VARIANTS = {"keras-applications": ("keras",)}
 
@@ -105,7 +105,11 @@ def _torch_fp64(model, x, train):
     with torch.no_grad():
         out = twin(torch.from_numpy(x).double().to(next(twin.parameters()).device))
     fields = out._fields if isinstance(out, tuple) else ("logits",)
-    return {k: v.cpu().numpy() for k, v in _outputs(out, fields).items()}
+    res = {k: v.cpu().numpy() for k, v in _outputs(out, fields).items()}
+    if train:  # the fp64 twin's BN running statistics: their fp32 floor (conformance.matrix.fp32_floor)
+        sd = twin.state_dict()
+        res.update({f"stat:{k}": sd[k].cpu().numpy() for k in sd if k.endswith(("running_mean", "running_var"))})
+    return res
 
 
 class TorchRunner(CachedModels):
@@ -124,8 +128,10 @@ class TorchRunner(CachedModels):
         if self.peer == "timm":
             import timm
 
+            # timm's inception_v4 / inception_resnet_v2 have no aux head and no aux_logits argument.
+            aux = {"aux_logits": cfg["aux_logits"]} if task["arch"] == "inception_v3" else {}
             model = timm.create_model(task["arch"], pretrained=False, num_classes=cfg["num_classes"],
-                                      aux_logits=cfg["aux_logits"], drop_rate=0.0)
+                                      drop_rate=0.0, **aux)
             if cfg["transform_input"]:
                 raise ValueError("timm's inception_v3 has no transform_input")
         elif self.peer == "torchvision":

@@ -30,8 +30,13 @@ class Checkpoint:
                 "transform_input": self.transform_input, **self.extra}
 
     def spec(self):
-        return model_spec(self.architecture, num_classes=self.num_classes, aux_logits=self.aux_logits,
-                          transform_input=self.transform_input)
+        """The model these tensors belong to; ``variant`` selects the checkpoint facts (e.g.
+        Inception v3's "keras": avg pools that leave the padding out of the divisor)."""
+        try:
+            return model_spec(self.architecture, num_classes=self.num_classes, aux_logits=self.aux_logits,
+                              transform_input=self.transform_input, variant=self.variant)
+        except ValueError as e:
+            raise WeightsMismatchError(f"{self.architecture}: {e}") from None
 
     def expected_shapes(self):
         return canonical_shapes(self.spec())

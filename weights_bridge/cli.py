@@ -69,6 +69,10 @@ def _blocks_table(blocks):
 
 
 def cmd_verify(a):
+    if getattr(a, "train", False):  # one training step instead (conformance/training.py)
+        from conformance.training import cli_verify_train
+
+        return cli_verify_train(a)
     from conformance.matrix import agreement, implementations, to_json
 
     workdir = Path(a.workdir or tempfile.mkdtemp(prefix="inception-bridge-verify-"))
@@ -170,6 +174,21 @@ def _peer_logits(a, x):
     return matrix.load_outputs(out, task)["logits"]
 
 
+def cmd_bench(a):
+    from conformance import bench
+    from impls.spec import model_spec
+
+    size = a.size or model_spec(a.arch).config.input_size[-1]
+    rows = bench.run(a.arch, a.batch, size, a.frameworks, a.warmup, a.repeats,
+                     progress=lambda m: print(m, file=sys.stderr, flush=True))
+    print(bench.table(a.arch, rows, a.batch, size, a.peak_gflops))
+    if a.json:
+        from .atomic import atomic_path
+
+        with atomic_path(a.json, overwrite=True) as tmp:
+            tmp.write_text(json.dumps({"architecture": a.arch, "batch": a.batch, "size": size, "rows": rows}, indent=1))
+
+
 def cmd_summary(a):
     from impls.spec import model_spec
     from impls.spec.summary import format_table, summarize
@@ -219,6 +238,8 @@ def parser():
     v.add_argument("--variant", help="checkpoint variant (inception_v3: default, or keras: keras.applications' "
                                      "padding, no aux head, with the keras-applications peer)")
     v.add_argument("--layers", action="store_true", help="also compare every block's output and name the first to drift")
+    v.add_argument("--train", action="store_true", help="compare one training step instead: loss, gradients, BN "
+                   "statistics, SGD and RMSProp updates (googlenet, googlenet_paper, inception_v3)")
     v.add_argument("--report", metavar="DIR", help="write report.md and PNG plots here (needs matplotlib)")
     v.set_defaults(func=cmd_verify)
 
@@ -231,6 +252,17 @@ def parser():
     d.add_argument("--size", type=int)
     d.add_argument("--workdir")
     d.set_defaults(func=cmd_diagnose)
+
+    b = sub.add_parser("bench", help="eval throughput of ours against the peers, in one run (a benchmark, not a test)")
+    b.add_argument("arch", choices=_architectures())
+    b.add_argument("--frameworks", nargs="+", help="subset, e.g. torch flax keras-jax torchvision")
+    b.add_argument("--batch", type=int, default=8)
+    b.add_argument("--size", type=int)
+    b.add_argument("--warmup", type=int, default=2)
+    b.add_argument("--repeats", type=int, default=5)
+    b.add_argument("--peak-gflops", type=float, help="the machine's fp32 peak (default: cores x 32 x clock)")
+    b.add_argument("--json")
+    b.set_defaults(func=cmd_bench)
 
     s = sub.add_parser("summary", help="per-block output shape, parameters and MACs")
     s.add_argument("arch", choices=_architectures())

@@ -11,13 +11,19 @@ import time
 from pathlib import Path
 
 from . import flax_io, keras_io, neutral, torch_io
-from .errors import BridgeError, InputFileError
+from .peers import keras_applications, timm
+from .atomic import check_destination
+from .errors import BridgeError, InputFileError, WeightsMismatchError
 
 FORMATS = {
     "safetensors": neutral,  # the neutral folder: model.safetensors + config.json
     "torch": torch_io,
     "flax": flax_io,
     "keras": keras_io,
+    # Peer libraries' own files (inception_v3), chosen with --from/--to: timm's state_dict and
+    # keras.applications.InceptionV3's .weights.h5 / legacy .h5 / .keras.
+    "timm": timm,
+    "keras-applications": keras_applications,
 }
 EXTENSIONS = ((".weights.h5", "keras"), (".pth", "torch"), (".pt", "torch"), (".msgpack", "flax"))
 
@@ -28,7 +34,8 @@ def detect(path) -> str:
         if name.endswith(ext):
             return fmt
     if name.endswith((".h5", ".keras")):
-        raise InputFileError(f"{path}: Keras weight files must end in .weights.h5 (Keras 3's weights format)")
+        raise InputFileError(f"{path}: Keras weight files must end in .weights.h5 (Keras 3's weights format); "
+                             f"a keras.applications InceptionV3 file is read with --from keras-applications")
     return "safetensors"
 
 
@@ -39,11 +46,25 @@ def _format(path, fmt):
     return fmt
 
 
-def read(path, fmt=None, architecture=None, allow_nonfinite=False):
-    fmt = _format(path, fmt)
+def _source_format(path, fmt):
+    if not fmt and str(path).lower().rstrip("/").endswith(".keras"):
+        keras_io.refuse_archive(path)  # says why, without deserializing anything
+    return _format(path, fmt)
+
+
+def read(path, fmt=None, architecture=None, allow_nonfinite=False, variant=None):
+    """``variant`` names the checkpoint facts of a native file that cannot record them (a .pth
+    holding a keras-variant Inception v3); a neutral folder's or a peer file's own must agree."""
+    fmt = _source_format(path, fmt)
     if fmt != "safetensors" and not architecture:
         raise BridgeError(f"{path}: a {fmt} file does not record its architecture; name it (--arch)")
-    return FORMATS[fmt].read(path, architecture, allow_nonfinite=allow_nonfinite)
+    ckpt = FORMATS[fmt].read(path, architecture, allow_nonfinite=allow_nonfinite)
+    if variant and variant != ckpt.variant:
+        if fmt in ("safetensors", "timm", "keras-applications"):
+            raise WeightsMismatchError(f"{path}: is a {ckpt.variant!r}-variant checkpoint, not {variant!r}")
+        ckpt.variant = variant
+        ckpt.spec()  # an unknown variant fails here
+    return ckpt
 
 
 def write(ckpt, path, fmt=None, overwrite=False):
@@ -51,16 +72,17 @@ def write(ckpt, path, fmt=None, overwrite=False):
 
 
 def convert(src, dst, architecture=None, src_format=None, dst_format=None, overwrite=False,
-            allow_nonfinite=False, progress=None):
+            allow_nonfinite=False, progress=None, variant=None):
     """Reads ``src``, checks it against the architecture, writes ``dst``; returns the checkpoint."""
     say = progress or (lambda msg: None)
     t0 = time.perf_counter()
-    src_format, dst_format = _format(src, src_format), _format(dst, dst_format)
+    src_format, dst_format = _source_format(src, src_format), _format(dst, dst_format)
+    check_destination(dst, overwrite)  # fail before the (possibly slow) read; written atomically later
     say(f"reading {src} as {src_format}")
-    ckpt = read(src, src_format, architecture, allow_nonfinite)
+    ckpt = read(src, src_format, architecture, allow_nonfinite, variant)
     nbytes = sum(a.nbytes for a in ckpt.tensors.values())
     say(f"  {ckpt.architecture}: {len(ckpt.tensors)} tensors, {nbytes / 1e6:.1f} MB, num_classes={ckpt.num_classes}, "
-        f"aux_logits={ckpt.aux_logits} ({time.perf_counter() - t0:.1f} s)")
+        f"aux_logits={ckpt.aux_logits}, variant={ckpt.variant} ({time.perf_counter() - t0:.1f} s)")
     say(f"writing {dst} as {dst_format}")
     write(ckpt, dst, dst_format, overwrite)
     say(f"  done ({time.perf_counter() - t0:.1f} s)")

@@ -6,16 +6,53 @@ canonical module path (see ``impls.keras3.layers``).
 """
 from __future__ import annotations
 
+import json
+import tempfile
+import zipfile
 from pathlib import Path
 
 import numpy as np
 
 from .atomic import atomic_path
 from .checkpoint import Checkpoint, check_architecture
-from .errors import InputFileError, WeightsMismatchError
-from .mapping import to_canonical, to_native
+from .errors import InputFileError, UnsafeInputError, WeightsMismatchError
+from .mapping import MAX_LISTED, to_canonical, to_native
 
 SUFFIX = ".weights.h5"
+CODE_LAYERS = ("Lambda", "TFOpLambda")
+
+
+def refuse_archive(path):
+    """Always raises: a ``.keras`` archive (model config + weights) is never deserialized. Its
+    config.json is scanned as plain JSON only to say whether it holds code (Lambda layers)."""
+    path = Path(path)
+    if not path.is_file():
+        raise InputFileError(f"{path}: {'is a folder, not a file' if path.is_dir() else 'no such file'}")
+    lambdas = []
+    try:
+        with zipfile.ZipFile(path) as z:
+            info = z.getinfo("config.json")
+            if info.file_size <= 64 << 20:
+                _find_layers(json.loads(z.read(info).decode("utf-8")), lambdas)
+    except (zipfile.BadZipFile, KeyError, OSError, ValueError, RecursionError, EOFError):
+        pass  # not a readable archive: refused below all the same
+    if lambdas:
+        raise UnsafeInputError(f"{path}: refused: a .keras archive with Lambda layer {lambdas[0]!r} (Python code, "
+                               f"expected none); only {SUFFIX} weight files are read, never a whole model")
+    raise InputFileError(f"{path}: a .keras archive (whole model) is not read, expected a {SUFFIX} weights file "
+                         f"(model.save_weights)")
+
+
+def _find_layers(node, out):
+    if isinstance(node, dict):
+        if node.get("class_name") in CODE_LAYERS:
+            out.append((node.get("config") or {}).get("name", node["class_name"])
+                       if isinstance(node.get("config"), dict) else node["class_name"])
+        for v in node.values():
+            _find_layers(v, out)
+    elif isinstance(node, list):
+        for v in node:
+            _find_layers(v, out)
 
 
 def native_key(variable) -> str:
@@ -56,35 +93,62 @@ def from_model(model, architecture, allow_nonfinite=True, where=None) -> Checkpo
 def _peek_head(path: Path, architecture):
     """(num_classes, aux_logits) from the HDF5 layout Keras writes for our model: the aux heads
     live under ``aux_layers``; the trunk's only 2-D kernel is the classifier's (in, out)."""
-    import h5py
-
-    try:
-        with h5py.File(path, "r") as f:
-            datasets = []
-            f.visititems(lambda name, obj: datasets.append((name, obj.shape)) if isinstance(obj, h5py.Dataset) else None)
-    except OSError as e:
-        raise InputFileError(f"{path}: not a readable HDF5 file ({e})") from None
+    datasets = list(_datasets(path).items())
     if not datasets:
         raise InputFileError(f"{path}: holds no weights")
-    kernels = [(n, s) for n, s in datasets if not n.startswith("aux_layers/") and len(s) == 2]
+    kernels = [(n, s) for n, s in datasets if not n.startswith("aux_layers/") and len(s[0]) == 2]
     if len(kernels) != 1:
         raise WeightsMismatchError(f"{path}: expected one classifier kernel in a Keras {architecture} weights file, "
                                    f"found {len(kernels)}; was it written by this project's Keras model?")
-    return int(kernels[0][1][1]), any(n.startswith("aux_layers/") for n, _ in datasets)
+    return int(kernels[0][1][0][1]), any(n.startswith("aux_layers/") for n, _ in datasets)
+
+
+def _datasets(path) -> dict:
+    """HDF5 dataset path -> (shape, dtype), read with h5py only (nothing is deserialized)."""
+    import h5py
+
+    out = {}
+    try:
+        with h5py.File(path, "r") as f:
+            f.visititems(lambda name, obj: out.__setitem__(name, (tuple(obj.shape), obj.dtype))
+                         if isinstance(obj, h5py.Dataset) else None)
+    except (OSError, ValueError, RuntimeError) as e:
+        raise InputFileError(f"{path}: not a readable HDF5 file ({' '.join(str(e).split())})") from None
+    return out
+
+
+def _check_layout(path, found: dict, expected: dict, architecture):
+    """Every dataset Keras would write for this model, no other, each of the same shape and float32."""
+    problems = [f"missing {k!r} (expected shape {s}, float32)" for k, (s, _) in expected.items() if k not in found]
+    for k, (shape, dtype) in found.items():
+        if k not in expected:
+            problems.append(f"unexpected {k!r} (shape {shape}): no layer of Keras {architecture} takes it")
+        elif shape != expected[k][0]:
+            problems.append(f"{k!r} has shape {shape}, expected {expected[k][0]}")
+        elif dtype != np.float32:
+            problems.append(f"{k!r} has dtype {dtype}, expected float32 (the bridge never casts silently)")
+    if problems:
+        more = f"; and {len(problems) - MAX_LISTED} more" if len(problems) > MAX_LISTED else ""
+        raise WeightsMismatchError(f"{path}: {'; '.join(problems[:MAX_LISTED])}{more}")
 
 
 def read(path, architecture, allow_nonfinite=False) -> Checkpoint:
     path = Path(path)
     if not path.is_file():
         raise InputFileError(f"{path}: {'is a folder, not a file' if path.is_dir() else 'no such file'}")
+    if zipfile.is_zipfile(path):
+        refuse_archive(path)
     check_architecture(architecture, str(path))
     num_classes, aux = _peek_head(path, architecture)
     model = build_model(architecture, num_classes, aux)
+    with tempfile.TemporaryDirectory(prefix="inception-bridge-") as ref:  # what Keras writes for this model
+        model.save_weights(str(Path(ref) / f"reference{SUFFIX}"))
+        _check_layout(path, _datasets(path), _datasets(Path(ref) / f"reference{SUFFIX}"), architecture)
     try:
         model.load_weights(str(path))
     except ValueError as e:
-        raise WeightsMismatchError(f"{path}: does not fit Keras {architecture} "
-                                   f"(num_classes={num_classes}, aux_logits={aux}): {e}") from None
+        raise WeightsMismatchError(f"{path}: does not fit Keras {architecture} (num_classes={num_classes}, "
+                                   f"aux_logits={aux}): {' '.join(str(e).split())[:500]}") from None
     except OSError as e:
         raise InputFileError(f"{path}: not a readable Keras weights file ({e})") from None
     return from_model(model, architecture, allow_nonfinite, where=str(path))

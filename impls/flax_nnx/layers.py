@@ -160,8 +160,8 @@ class BranchBlock(nnx.Module):
 
 
 class InceptionA(BranchBlock):
-    def __init__(self, in_channels, pool_features, bn_eps=1e-3, *, rngs: nnx.Rngs):
-        super().__init__(B.InceptionA(in_channels, pool_features, bn_eps), rngs)
+    def __init__(self, in_channels, pool_features, bn_eps=1e-3, pool_count_include_pad=True, *, rngs: nnx.Rngs):
+        super().__init__(B.InceptionA(in_channels, pool_features, bn_eps, pool_count_include_pad), rngs)
 
 
 class InceptionB(BranchBlock):
@@ -170,8 +170,8 @@ class InceptionB(BranchBlock):
 
 
 class InceptionC(BranchBlock):
-    def __init__(self, in_channels, channels_7x7, bn_eps=1e-3, *, rngs: nnx.Rngs):
-        super().__init__(B.InceptionC(in_channels, channels_7x7, bn_eps), rngs)
+    def __init__(self, in_channels, channels_7x7, bn_eps=1e-3, pool_count_include_pad=True, *, rngs: nnx.Rngs):
+        super().__init__(B.InceptionC(in_channels, channels_7x7, bn_eps, pool_count_include_pad), rngs)
 
 
 class InceptionD(BranchBlock):
@@ -180,8 +180,8 @@ class InceptionD(BranchBlock):
 
 
 class InceptionE(BranchBlock):
-    def __init__(self, in_channels, bn_eps=1e-3, *, rngs: nnx.Rngs):
-        super().__init__(B.InceptionE(in_channels, bn_eps), rngs)
+    def __init__(self, in_channels, bn_eps=1e-3, pool_count_include_pad=True, *, rngs: nnx.Rngs):
+        super().__init__(B.InceptionE(in_channels, bn_eps, pool_count_include_pad), rngs)
 
 
 class AuxHeadV3(nnx.Module):
@@ -228,4 +228,9 @@ def build(spec, rngs: nnx.Rngs):
                          rngs=rngs)
     if type(spec) in V3_BLOCKS:
         return V3_BLOCKS[type(spec)](**{f.name: getattr(spec, f.name) for f in dataclasses.fields(spec)}, rngs=rngs)
+    from .blocks_v4 import build_v4  # Sequentials, bare convs, data-given branch and residual blocks
+
+    module = build_v4(spec, rngs)
+    if module is not None:
+        return module
     raise TypeError(f"no Flax NNX translation for {type(spec).__name__}")

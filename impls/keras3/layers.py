@@ -278,5 +278,10 @@ def build(spec, name: str):
                          name=name)
     if type(spec) in V3_BLOCKS:
         return V3_BLOCKS[type(spec)](**{f.name: getattr(spec, f.name) for f in dataclasses.fields(spec)}, name=name)
+    from .blocks_v4 import build_v4  # Sequentials, bare convs, data-given branch and residual blocks
+
+    layer = build_v4(spec, name)
+    if layer is not None:
+        return layer
     raise TypeError(f"no Keras translation for {type(spec).__name__}")
 

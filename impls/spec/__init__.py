@@ -50,14 +50,27 @@ def _builders():
     from .googlenet import googlenet_spec
     from .inception_v3 import inception_v3_spec
 
-    return {
-        "googlenet": lambda **kw: googlenet_spec("googlenet", **kw),
-        "googlenet_paper": lambda **kw: googlenet_spec("googlenet_paper", **kw),
-        "inception_v3": inception_v3_spec,
-    }
+    def one_variant(name):
+        def build(variant="default", **kw):
+            if variant not in (None, "default"):
+                raise ValueError(f"{name} has no variant {variant!r} (only 'default')")
+            return googlenet_spec(name, **kw)
+        return build
+
+    return {"googlenet": one_variant("googlenet"), "googlenet_paper": one_variant("googlenet_paper"),
+            "inception_v3": inception_v3_spec, **_v4_builders()}
 
 
-ARCHITECTURES = ("googlenet", "googlenet_paper", "inception_v3")
+def _v4_builders():
+    from .inception_v4 import STAGES, spec_builder
+
+    from .bn_inception import bn_inception_spec
+
+    return {**{arch: spec_builder(arch) for arch in STAGES}, "bn_inception": bn_inception_spec}
+
+
+ARCHITECTURES = ("googlenet", "googlenet_paper", "inception_v3", "inception_v4", "inception_resnet_v2",
+                 "bn_inception")
 
 
 def model_spec(arch: str, **kwargs) -> ModelSpec:

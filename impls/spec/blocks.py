@@ -116,8 +116,11 @@ class BranchBlock:
 
 
 # The avg pool in front of ``branch_pool``: torch's default count_include_pad=True, i.e. border
-# windows divide by 9 although they hold 4 or 6 pixels. TF/Keras exclude the padding.
-_V3_AVGPOOL = AvgPool(3, 1, 1, ceil_mode=False, count_include_pad=True)
+# windows divide by 9 although they hold 4 or 6 pixels. TF/Keras (keras.applications'
+# AveragePooling2D(padding='same')) exclude the padding: ``pool_count_include_pad=False``.
+def _v3_avgpool(count_include_pad: bool = True) -> AvgPool:
+    return AvgPool(3, 1, 1, ceil_mode=False, count_include_pad=count_include_pad)
+
 _V3_MAXPOOL = MaxPool(3, 2, 0, ceil_mode=False)
 
 
@@ -128,6 +131,7 @@ class InceptionA(BranchBlock):
     in_channels: int
     pool_features: int
     bn_eps: float = 1e-3
+    pool_count_include_pad: bool = True
 
     @property
     def paths(self):
@@ -137,7 +141,7 @@ class InceptionA(BranchBlock):
             (("branch5x5_1", conv(c, 48)), ("branch5x5_2", conv(48, 64, 5, 1, 2))),
             (("branch3x3dbl_1", conv(c, 64)), ("branch3x3dbl_2", conv(64, 96, 3, 1, 1)),
              ("branch3x3dbl_3", conv(96, 96, 3, 1, 1))),
-            (("avgpool", _V3_AVGPOOL), ("branch_pool", conv(c, self.pool_features))),
+            (("avgpool", _v3_avgpool(self.pool_count_include_pad)), ("branch_pool", conv(c, self.pool_features))),
         )
 
 
@@ -166,6 +170,7 @@ class InceptionC(BranchBlock):
     in_channels: int
     channels_7x7: int
     bn_eps: float = 1e-3
+    pool_count_include_pad: bool = True
 
     @property
     def paths(self):
@@ -177,7 +182,7 @@ class InceptionC(BranchBlock):
             (("branch7x7dbl_1", conv(c, c7)), ("branch7x7dbl_2", conv(c7, c7, (7, 1), 1, (3, 0))),
              ("branch7x7dbl_3", conv(c7, c7, (1, 7), 1, (0, 3))), ("branch7x7dbl_4", conv(c7, c7, (7, 1), 1, (3, 0))),
              ("branch7x7dbl_5", conv(c7, 192, (1, 7), 1, (0, 3)))),
-            (("avgpool", _V3_AVGPOOL), ("branch_pool", conv(c, 192))),
+            (("avgpool", _v3_avgpool(self.pool_count_include_pad)), ("branch_pool", conv(c, 192))),
         )
 
 
@@ -206,6 +211,7 @@ class InceptionE(BranchBlock):
 
     in_channels: int
     bn_eps: float = 1e-3
+    pool_count_include_pad: bool = True
 
     @property
     def paths(self):
@@ -216,7 +222,7 @@ class InceptionE(BranchBlock):
             (("branch3x3_1", conv(c, 384)), split("branch3x3_2a", "branch3x3_2b")),
             (("branch3x3dbl_1", conv(c, 448)), ("branch3x3dbl_2", conv(448, 384, 3, 1, 1)),
              split("branch3x3dbl_3a", "branch3x3dbl_3b")),
-            (("avgpool", _V3_AVGPOOL), ("branch_pool", conv(c, 192))),
+            (("avgpool", _v3_avgpool(self.pool_count_include_pad)), ("branch_pool", conv(c, 192))),
         )
 
 

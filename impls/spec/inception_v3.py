@@ -54,19 +54,53 @@ class InceptionV3Config:
     mean: Tuple[float, float, float] = (0.485, 0.456, 0.406)
     std: Tuple[float, float, float] = (0.229, 0.224, 0.225)
     label_offset: int = 0
+    # The avg pool in front of every ``branch_pool``: does the divisor count the zero padding?
+    # torch's default (torchvision, timm) yes; Keras/TF AveragePooling2D(padding='same') no.
+    avg_pool_count_include_pad: bool = True
+    # False where the peer's BN has no gamma (Keras ``scale=False``): gamma is 1 by construction.
+    bn_scale: bool = True
+    # Whether the peer has the auxiliary classifier at all.
+    has_aux: bool = True
     padding_convention: str = "torch symmetric; max pools floor mode; avg pools count_include_pad=True"
     notes: str = field(default=(
         "torchvision inception_v3; its pretrained weights expect transform_input=True with ImageNet mean/std "
         "(equivalently timm tv_in1k's mean=std=0.5 without the transform)"), compare=False)
 
 
-CONFIGS = {"inception_v3": InceptionV3Config()}
+# Variant name (the neutral config.json's ``variant``) -> checkpoint facts. "default" is
+# torchvision's and timm's network (timm's tf_/adv_/gluon_ weights included: same architecture,
+# same padding). "keras" is keras.applications.InceptionV3: the same layers, but its
+# AveragePooling2D(padding='same') leaves the padding out of the divisor, its BN has no gamma,
+# it has no aux head and its weights expect input in [-1, 1] (``preprocess_input``: x/127.5 - 1).
+# Its other paddings equal torch's: stride-2 convs and pools 'valid', stride-1 convs 'same'
+# (symmetric for the odd kernels used), max pools 'valid'.
+CONFIGS = {
+    "inception_v3": InceptionV3Config(),
+    "keras": InceptionV3Config(
+        name="inception_v3_keras", avg_pool_count_include_pad=False, bn_scale=False, has_aux=False,
+        mean=(0.5, 0.5, 0.5), std=(0.5, 0.5, 0.5),
+        padding_convention="torch symmetric (= Keras 'same' at stride 1, 'valid' at stride 2); max pools floor "
+                           "mode; avg pools count_include_pad=False",
+        notes="keras.applications.InceptionV3 (classifier_activation=None: logits, no softmax); no aux head, "
+              "BN gamma fixed at 1 (scale=False); input in [-1, 1] (keras' preprocess_input)"),
+}
+VARIANTS = {"default": "inception_v3", "torchvision": "inception_v3", "timm": "inception_v3", "keras": "keras"}
+
+
+def config_for(variant: str = "default") -> InceptionV3Config:
+    if variant not in VARIANTS:
+        raise ValueError(f"unknown inception_v3 variant {variant!r}; known: {', '.join(VARIANTS)}")
+    return CONFIGS[VARIANTS[variant]]
 
 
 def inception_v3_stages(cfg: InceptionV3Config, num_classes: int, dropout: float):
     """The trunk in forward order as (name, layer spec). Names are torchvision's attributes."""
     conv = lambda name: ConvBlock(*STEM_TABLE[name], batch_norm=True, bn_eps=cfg.bn_eps)
-    mixed = lambda name: (name, MIXED_TABLE[name][0](*MIXED_TABLE[name][1:], bn_eps=cfg.bn_eps))
+    def mixed(name):
+        block, *args = MIXED_TABLE[name]
+        kw = {"pool_count_include_pad": cfg.avg_pool_count_include_pad} if block in (InceptionA, InceptionC, InceptionE) else {}
+        return name, block(*args, bn_eps=cfg.bn_eps, **kw)
+
     pool = MaxPool(3, 2, 0, ceil_mode=False)
     stages = [(n, conv(n)) for n in ("Conv2d_1a_3x3", "Conv2d_2a_3x3", "Conv2d_2b_3x3")]  # N,64,147,147
     stages.append(("maxpool1", pool))  # N,64,73,73
@@ -83,10 +117,10 @@ def inception_v3_stages(cfg: InceptionV3Config, num_classes: int, dropout: float
     return stages
 
 
-def inception_v3_spec(num_classes=1000, aux_logits=True, transform_input=None, dropout=None):
+def inception_v3_spec(num_classes=1000, aux_logits=True, transform_input=None, dropout=None, variant="default"):
     from . import ModelSpec
 
-    cfg = CONFIGS["inception_v3"]
+    cfg = config_for(variant or "default")
     return ModelSpec(
         arch="inception_v3",
         stages=tuple(inception_v3_stages(cfg, num_classes, cfg.dropout if dropout is None else dropout)),

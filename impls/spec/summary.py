@@ -18,6 +18,7 @@ from typing import List, NamedTuple, Optional, Sequence, Tuple
 
 from . import ModelSpec
 from . import blocks as B
+from . import blocks_v4 as V4
 from . import layers as L
 from .tensors import children
 
@@ -35,7 +36,7 @@ class Row(NamedTuple):
 
 # Composites whose children() run one after another (besides plain tuples). A composite
 # with a ``branches`` mapping is taken as parallel branches concatenated on channels.
-SEQUENTIAL_BLOCKS: Tuple[type, ...] = (B.AuxHeadV1,)
+SEQUENTIAL_BLOCKS: Tuple[type, ...] = (B.AuxHeadV1, B.AuxHeadV3)
 
 
 def _feature_map(spec, in_shape: Shape) -> Shape:
@@ -122,6 +123,40 @@ def _concat(spec, in_shape: Shape, biases: bool):
     return out, params, macs
 
 
+def _paths(spec: B.BranchBlock, in_shape: Shape, biases: bool):
+    """An Inception v3 block: each path a chain of steps (a ``Split`` runs its parts on the same
+    input and concatenates them), the paths concatenated on channels."""
+    outs, params, macs = [], 0, 0
+    for path in spec.paths:
+        shape = tuple(in_shape)
+        for step in path:
+            if isinstance(step, B.Split):
+                parts = [layer_cost(layer, shape, biases) for _, layer in step.parts]
+                if len({p[0][1:] for p in parts}) != 1:
+                    raise ValueError(f"{type(spec).__name__} split parts disagree on spatial size")
+                shape = (sum(p[0][0] for p in parts), *parts[0][0][1:])
+                params, macs = params + sum(p[1] for p in parts), macs + sum(p[2] for p in parts)
+            else:
+                shape, p, m = layer_cost(step[1], shape, biases)
+                params, macs = params + p, macs + m
+        outs.append(shape)
+    if len({s[1:] for s in outs}) != 1:
+        raise ValueError(f"{type(spec).__name__} paths disagree on spatial size: {outs}")
+    out = (sum(s[0] for s in outs), *outs[0][1:])
+    if out[0] != spec.out_channels:
+        raise ValueError(f"{type(spec).__name__} paths give {out[0]} channels, out_channels says {spec.out_channels}")
+    return out, params, macs
+
+
+def _residual(spec, in_shape: Shape, biases: bool):
+    """Inception-ResNet: the branches' concatenation, the 1x1 up-projection, added to the input."""
+    shape, params, macs = _paths(V4.Branches(spec.in_channels, spec.steps, spec.bn_eps), in_shape, biases)
+    shape, p, m = layer_cost(spec.project, shape, biases)
+    if shape != tuple(in_shape):
+        raise ValueError(f"{type(spec).__name__} projects to {shape}, the residual input is {tuple(in_shape)}")
+    return shape, params + p, macs + m
+
+
 def layer_cost(spec, in_shape: Shape, biases: bool = True) -> Tuple[Shape, int, int]:
     """(output shape, parameters, MACs) of one spec layer, block or tuple of them.
 
@@ -132,6 +167,13 @@ def layer_cost(spec, in_shape: Shape, biases: bool = True) -> Tuple[Shape, int, 
         return _sequence(spec, in_shape, biases)
     if isinstance(getattr(spec, "branches", None), dict):
         return _concat(spec, in_shape, biases)
+    if isinstance(spec, V4.Residual):
+        return _residual(spec, in_shape, biases)
+    if isinstance(spec, B.BranchBlock):
+        return _paths(spec, in_shape, biases)
+    if isinstance(spec, V4.Conv2d):  # a bare conv with bias: a ConvBlock's weights without BN
+        return _conv(L.ConvBlock(spec.in_channels, spec.out_channels, spec.kernel_size, spec.stride, spec.padding,
+                                 batch_norm=False), in_shape, biases)
     if isinstance(spec, SEQUENTIAL_BLOCKS):
         return _sequence([child for _, child in children(spec)], in_shape, biases)
     if children(spec):

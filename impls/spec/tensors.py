@@ -11,6 +11,7 @@ from typing import Dict, Tuple
 from . import blocks as B
 from . import layers as L
 from . import ModelSpec
+from .blocks_v4 import Conv2d
 
 
 def children(spec):
@@ -38,6 +39,9 @@ def _leaves(spec, prefix: str, out: Dict[str, Tuple[int, ...]]):
     elif isinstance(spec, L.Linear):
         out[f"{prefix}.weight"] = (spec.out_features, spec.in_features)
         out[f"{prefix}.bias"] = (spec.out_features,)
+    elif isinstance(spec, Conv2d):  # a bare conv with bias (the residual blocks' up-projection)
+        out[f"{prefix}.weight"] = (spec.out_channels, spec.in_channels, *spec.kernel_size)
+        out[f"{prefix}.bias"] = (spec.out_channels,)
     for name, child in children(spec):
         _leaves(child, f"{prefix}.{name}", out)
 

@@ -4,7 +4,11 @@ from .inception_v3 import InceptionV3, inception_v3
 from .layers import (AuxHeadV1, AuxHeadV3, BasicConv2d, InceptionA, InceptionB, InceptionC, InceptionD, InceptionE,
                      InceptionV1Block)
 
-MODELS = {"googlenet": googlenet, "googlenet_paper": googlenet_paper, "inception_v3": inception_v3}
+from .bn_inception import BNInception, bn_inception
+from .inception_v4 import InceptionResNetV2, InceptionV4, inception_resnet_v2, inception_v4
+
+MODELS = {"googlenet": googlenet, "googlenet_paper": googlenet_paper, "inception_v3": inception_v3,
+          "inception_v4": inception_v4, "inception_resnet_v2": inception_resnet_v2, "bn_inception": bn_inception}
 
 
 def create_model(arch: str, **kwargs):

@@ -85,8 +85,8 @@ class BranchBlock(nn.Module):
 
 
 class InceptionA(BranchBlock):
-    def __init__(self, in_channels, pool_features, bn_eps=1e-3):
-        super().__init__(B.InceptionA(in_channels, pool_features, bn_eps))
+    def __init__(self, in_channels, pool_features, bn_eps=1e-3, pool_count_include_pad=True):
+        super().__init__(B.InceptionA(in_channels, pool_features, bn_eps, pool_count_include_pad))
 
 
 class InceptionB(BranchBlock):
@@ -95,8 +95,8 @@ class InceptionB(BranchBlock):
 
 
 class InceptionC(BranchBlock):
-    def __init__(self, in_channels, channels_7x7, bn_eps=1e-3):
-        super().__init__(B.InceptionC(in_channels, channels_7x7, bn_eps))
+    def __init__(self, in_channels, channels_7x7, bn_eps=1e-3, pool_count_include_pad=True):
+        super().__init__(B.InceptionC(in_channels, channels_7x7, bn_eps, pool_count_include_pad))
 
 
 class InceptionD(BranchBlock):
@@ -105,8 +105,8 @@ class InceptionD(BranchBlock):
 
 
 class InceptionE(BranchBlock):
-    def __init__(self, in_channels, bn_eps=1e-3):
-        super().__init__(B.InceptionE(in_channels, bn_eps))
+    def __init__(self, in_channels, bn_eps=1e-3, pool_count_include_pad=True):
+        super().__init__(B.InceptionE(in_channels, bn_eps, pool_count_include_pad))
 
 
 class AuxHeadV3(nn.Module):
@@ -153,4 +153,9 @@ def build(spec) -> nn.Module:
         return AuxHeadV1(spec.in_channels, spec.num_classes, spec.pool, spec.dropout, spec.batch_norm, spec.bn_eps)
     if type(spec) in V3_BLOCKS:
         return V3_BLOCKS[type(spec)](**{f.name: getattr(spec, f.name) for f in dataclasses.fields(spec)})
+    from .blocks_v4 import build_v4  # Sequentials, bare convs, data-given branch and residual blocks
+
+    module = build_v4(spec)
+    if module is not None:
+        return module
     raise TypeError(f"no torch translation for {type(spec).__name__}")

@@ -1,0 +1,15 @@
+"""BN-Inception (Inception v2, Ioffe & Szegedy 2015) from ``impls.spec.bn_inception``."""
+from __future__ import annotations
+
+from ..spec.bn_inception import bn_inception_spec
+from .model import SpecModel
+
+
+class BNInception(SpecModel):
+    def __init__(self, num_classes=1000, aux_logits=False, transform_input=None, dropout=None, variant="default"):
+        super().__init__(bn_inception_spec(num_classes=num_classes, aux_logits=aux_logits,
+                                           transform_input=transform_input, dropout=dropout, variant=variant))
+
+
+def bn_inception(**kwargs) -> BNInception:
+    return BNInception(**kwargs)

@@ -1,0 +1,346 @@
+"""``keras.applications.InceptionV3`` checkpoints: ``.weights.h5`` (``model.save_weights``), legacy
+``.h5`` (the published ``inception_v3_weights_tf_dim_ordering_tf_kernels.h5``) and ``.keras``
+(``model.save``).
+
+What a converted file is: the "keras" variant of our ``inception_v3`` (``impls.spec.inception_v3``
+``CONFIGS["keras"]``), i.e. torchvision's layers with three differences that are facts of the
+checkpoint, recorded in the neutral config.json's ``variant``:
+
+* the avg pool before every ``branch_pool`` leaves the zero padding out of the divisor (Keras'
+  ``AveragePooling2D(padding='same')``); torch's default counts it. Every other padding is the
+  same: stride-2 convs and pools 'valid', stride-1 convs 'same' (symmetric: odd kernels, stride 1);
+* BN has no gamma (``scale=False``): the importer fills ``bn.weight`` with 1.0; the exporter
+  refuses a checkpoint whose gamma is not exactly 1 (folding it into the conv would not be
+  lossless, and folding it into beta is wrong), so keras -> ours -> keras is bit-exact;
+* no aux head: an imported checkpoint has ``aux_logits=False``; the exporter refuses aux tensors.
+
+The classifier is read as logits: build the Keras model with ``classifier_activation=None`` to
+compare (its default is softmax; the weights are the same either way). Input is in [-1, 1]
+(``keras.applications.inception_v3.preprocess_input``); ``transform_input`` stays False.
+
+Layers are auto-numbered (``conv2d_57``), so they are mapped by structure, never by name: from
+the model's output back through ``Dense`` <- ``GlobalAveragePooling2D`` <- each block's
+``Concatenate``, whose inputs are its branches in order, each branch a chain of
+Activation(relu) <- BatchNormalization <- Conv2D and pools, down to the ``InputLayer``. Every
+layer's type, kernel, strides, padding, filters and BN settings are checked against our spec;
+any difference is an error naming the Keras layer and what was expected and found.
+Files load with Keras' own ``load_weights`` (plain HDF5) or ``keras.saving.load_model(safe_mode=True)``,
+which refuses Lambda layers and other code.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from ..atomic import atomic_path
+from ..checkpoint import Checkpoint, check_architecture
+from ..errors import InputFileError, UnsafeInputError, WeightsMismatchError
+from ..mapping import check_canonical
+
+ARCHITECTURES = ("inception_v3",)
+VARIANT = "keras"
+SUFFIXES = (".weights.h5", ".keras", ".h5")
+
+
+def _fail(where, msg):
+    raise WeightsMismatchError(f"{where}: {msg}")
+
+
+class _Walker:
+    """Matches a Keras functional InceptionV3 against our spec, from the output backwards."""
+
+    def __init__(self, model, spec, where):
+        self.spec, self.where = spec, where
+        self.convs = {}  # canonical prefix -> (Conv2D, BatchNormalization)
+        self.dense = None
+        self.output = model.outputs[0]._keras_history.operation if len(model.outputs) == 1 else None
+        if self.output is None:
+            _fail(where, f"expected one model output, found {len(model.outputs)}")
+
+    def parents(self, layer):
+        nodes = layer._inbound_nodes
+        if len(nodes) != 1:
+            _fail(self.where, f"Keras layer {layer.name!r} is called {len(nodes)} times; expected once")
+        return [t._keras_history.operation for t in nodes[0].input_tensors]
+
+    def parent(self, layer):
+        ps = self.parents(layer)
+        if len(ps) != 1:
+            _fail(self.where, f"Keras layer {layer.name!r} has {len(ps)} inputs; expected 1")
+        return ps[0]
+
+    def expect(self, layer, kind, what, **attrs):
+        if type(layer).__name__ != kind:
+            _fail(self.where, f"Keras layer {layer.name!r} is a {type(layer).__name__}, expected a {kind} for {what}")
+        for attr, want in attrs.items():
+            found = getattr(layer, attr)
+            found = tuple(found) if isinstance(found, list) else found
+            if found != want:
+                _fail(self.where, f"Keras layer {layer.name!r} ({what}) has {attr}={found!r}, expected {want!r}")
+
+    def conv_block(self, layer, spec, name):
+        """Activation <- BN <- Conv2D for our ConvBlock ``name``; returns the conv's input layer."""
+        self.expect(layer, "Activation", name)
+        if getattr(layer.activation, "__name__", "") != "relu":
+            _fail(self.where, f"Keras layer {layer.name!r} ({name}) applies "
+                              f"{getattr(layer.activation, '__name__', layer.activation)!r}, expected relu")
+        bn = self.parent(layer)
+        self.expect(bn, "BatchNormalization", f"{name}.bn", center=True, scale=False)
+        if abs(bn.epsilon - spec.bn_eps) > 1e-12 or bn.axis not in (-1, 3, [3], [-1]):
+            _fail(self.where, f"Keras layer {bn.name!r} ({name}.bn) has epsilon={bn.epsilon}, axis={bn.axis}; "
+                              f"expected epsilon={spec.bn_eps}, channels-last axis")
+        conv = self.parent(bn)
+        (kh, kw), (ph, pw) = spec.kernel_size, spec.padding
+        if (ph, pw) == (0, 0):
+            paddings = ("valid", "same") if (kh, kw) == (1, 1) else ("valid",)
+        elif spec.stride == (1, 1) and (ph, pw) == ((kh - 1) // 2, (kw - 1) // 2) and kh % 2 and kw % 2:
+            paddings = ("same",)
+        else:
+            paddings = ()
+        self.expect(conv, "Conv2D", f"{name}.conv", filters=spec.out_channels, kernel_size=spec.kernel_size,
+                    strides=spec.stride, use_bias=False, dilation_rate=(1, 1), groups=1, data_format="channels_last")
+        if conv.padding not in paddings:
+            _fail(self.where, f"Keras layer {conv.name!r} ({name}.conv) has padding={conv.padding!r}, "
+                              f"expected {' or '.join(map(repr, paddings)) or 'a padding Keras cannot express'} "
+                              f"(torch padding {spec.padding})")
+        kernel_in = conv.kernel.shape[2]
+        if kernel_in != spec.in_channels:
+            _fail(self.where, f"Keras layer {conv.name!r} ({name}.conv) has kernel shape {tuple(conv.kernel.shape)}, "
+                              f"expected {(kh, kw, spec.in_channels, spec.out_channels)}")
+        self.convs[name] = (conv, bn)
+        return self.parent(conv)
+
+    def step(self, layer, spec, name):
+        from impls.spec import layers as L
+
+        if isinstance(spec, L.ConvBlock):
+            return self.conv_block(layer, spec, name)
+        if isinstance(spec, L.MaxPool):
+            if spec.padding != (0, 0) or spec.ceil_mode:
+                _fail(self.where, f"{name}: our max pool {spec} has no Keras equivalent")
+            self.expect(layer, "MaxPooling2D", name, pool_size=spec.kernel_size, strides=spec.stride, padding="valid")
+        elif isinstance(spec, L.AvgPool):
+            k = spec.kernel_size
+            if spec.count_include_pad or spec.stride != (1, 1) or spec.padding != ((k[0] - 1) // 2, (k[1] - 1) // 2):
+                _fail(self.where, f"{name}: Keras AveragePooling2D(padding='same') excludes the padding; "
+                                  f"our pool {spec} does not match (use variant {VARIANT!r})")
+            self.expect(layer, "AveragePooling2D", name, pool_size=k, strides=(1, 1), padding="same")
+        else:
+            _fail(self.where, f"{name}: no Keras counterpart rule for {type(spec).__name__}")
+        return self.parent(layer)
+
+    def block(self, layer, spec, name):
+        from impls.spec import blocks as B
+
+        self.expect(layer, "Concatenate", name)
+        inputs = self.parents(layer)
+        if len(inputs) != len(spec.paths):
+            _fail(self.where, f"Keras layer {layer.name!r} ({name}) concatenates {len(inputs)} branches, "
+                              f"expected {len(spec.paths)}")
+        starts = []
+        for path, cur in zip(spec.paths, inputs):
+            for step in reversed(path):
+                if isinstance(step, B.Split):
+                    self.expect(cur, "Concatenate", f"{name}.{'/'.join(n for n, _ in step.parts)}")
+                    parts = self.parents(cur)
+                    if len(parts) != len(step.parts):
+                        _fail(self.where, f"Keras layer {cur.name!r} concatenates {len(parts)} tensors, "
+                                          f"expected {len(step.parts)} ({name} split)")
+                    ins = [self.conv_block(p, s, f"{name}.{n}") for p, (n, s) in zip(parts, step.parts)]
+                    if len({id(i) for i in ins}) != 1:
+                        _fail(self.where, f"{name}: the split convs of Keras layer {cur.name!r} have different inputs")
+                    cur = ins[0]
+                else:
+                    cur = self.step(cur, step[1], f"{name}.{step[0]}")
+            starts.append(cur)
+        if len({id(s) for s in starts}) != 1:
+            _fail(self.where, f"the branches of Keras layer {layer.name!r} ({name}) start from different layers: "
+                              f"{[s.name for s in starts]}")
+        return starts[0]
+
+    def run(self):
+        from impls.spec import blocks as B
+        from impls.spec import layers as L
+
+        cur = self.output
+        for name, spec in reversed(self.spec.stages):
+            if isinstance(spec, L.Dropout):
+                if type(cur).__name__ == "Dropout":
+                    cur = self.parent(cur)
+            elif isinstance(spec, L.Linear):
+                self.expect(cur, "Dense", name, units=spec.out_features, use_bias=True)
+                act = getattr(cur.activation, "__name__", "")
+                if act not in ("linear", "softmax"):
+                    _fail(self.where, f"Keras layer {cur.name!r} ({name}) applies {act!r}; expected None or softmax")
+                self.dense = cur
+                cur = self.parent(cur)
+            elif isinstance(spec, L.GlobalAvgPool):
+                self.expect(cur, "GlobalAveragePooling2D", name, keepdims=False)
+                cur = self.parent(cur)
+            elif isinstance(spec, B.BranchBlock):
+                cur = self.block(cur, spec, name)
+            else:
+                cur = self.step(cur, spec, name)
+        self.expect(cur, "InputLayer", "the model input")
+        if self.dense is None:
+            _fail(self.where, "no classifier found")
+        return self
+
+
+def _spec(num_classes):
+    from impls.spec import model_spec
+
+    return model_spec("inception_v3", num_classes=num_classes, aux_logits=False, variant=VARIANT)
+
+
+def _walk(model, num_classes, where):
+    return _Walker(model, _spec(num_classes), where).run()
+
+
+def to_checkpoint(model, where, allow_nonfinite=False) -> Checkpoint:
+    """A live keras.applications InceptionV3's weights as a canonical "keras"-variant checkpoint."""
+    from keras import ops
+
+    if len(model.outputs) != 1 or len(model.outputs[0].shape) != 2:
+        _fail(where, "expected a model with one (batch, classes) output: include_top=True")
+    num_classes = int(model.outputs[0].shape[-1])
+    w = _walk(model, num_classes, where)
+    arr = lambda v: np.asarray(ops.convert_to_numpy(v), dtype=np.float32) if v.dtype == "float32" else _fail(
+        where, f"Keras variable {v.path!r} has dtype {v.dtype}, expected float32 (the bridge never casts silently)")
+    tensors = {}
+    for prefix, (conv, bn) in w.convs.items():
+        tensors[f"{prefix}.conv.weight"] = np.ascontiguousarray(np.transpose(arr(conv.kernel), (3, 2, 0, 1)))
+        tensors[f"{prefix}.bn.weight"] = np.ones(bn.beta.shape, np.float32)  # scale=False: gamma is 1
+        tensors[f"{prefix}.bn.bias"] = arr(bn.beta)
+        tensors[f"{prefix}.bn.running_mean"] = arr(bn.moving_mean)
+        tensors[f"{prefix}.bn.running_var"] = arr(bn.moving_variance)
+    tensors["fc.weight"] = np.ascontiguousarray(arr(w.dense.kernel).T)
+    tensors["fc.bias"] = arr(w.dense.bias)
+    ckpt = Checkpoint("inception_v3", tensors, num_classes, aux_logits=False, variant=VARIANT)
+    check_canonical(tensors, ckpt.expected_shapes(), where, allow_nonfinite)
+    return ckpt
+
+
+def load_into(model, ckpt: Checkpoint, where):
+    """Assigns a "keras"-variant checkpoint to a live keras.applications InceptionV3, strictly."""
+    check_exportable(ckpt, where)
+    w = _walk(model, ckpt.num_classes, where)
+    t = ckpt.tensors
+    for prefix, (conv, bn) in w.convs.items():
+        conv.kernel.assign(np.transpose(t[f"{prefix}.conv.weight"], (2, 3, 1, 0)))
+        bn.beta.assign(t[f"{prefix}.bn.bias"])
+        bn.moving_mean.assign(t[f"{prefix}.bn.running_mean"])
+        bn.moving_variance.assign(t[f"{prefix}.bn.running_var"])
+    w.dense.kernel.assign(np.ascontiguousarray(t["fc.weight"].T))
+    w.dense.bias.assign(t["fc.bias"])
+    return model
+
+
+def check_exportable(ckpt: Checkpoint, where):
+    if ckpt.architecture not in ARCHITECTURES:
+        _fail(where, f"keras.applications checkpoints exist for {', '.join(ARCHITECTURES)}, not {ckpt.architecture!r}")
+    if ckpt.spec().config.avg_pool_count_include_pad:
+        _fail(where, f"a {ckpt.variant!r}-variant checkpoint averages its pools with the padding counted; "
+                     f"keras.applications InceptionV3 leaves it out, so it would compute different numbers. "
+                     f"Only variant {VARIANT!r} checkpoints (e.g. read from keras.applications) export to it")
+    if ckpt.aux_logits:
+        _fail(where, "keras.applications InceptionV3 has no aux head; this checkpoint has one (AuxLogits.*)")
+    if ckpt.transform_input:
+        _fail(where, "keras.applications InceptionV3 has no transform_input; this checkpoint uses it")
+    bad = [k for k, v in ckpt.tensors.items() if k.endswith(".bn.weight") and not np.all(v == 1.0)]
+    if bad:
+        _fail(where, f"keras.applications InceptionV3's BN has no gamma (scale=False), but {len(bad)} BN layers "
+                     f"have gamma != 1, e.g. {bad[0]!r}; refusing a lossy export")
+
+
+def build(num_classes, input_size=299):
+    import keras
+
+    return keras.applications.InceptionV3(weights=None, include_top=True, classes=num_classes,
+                                          classifier_activation=None, input_shape=(input_size, input_size, 3))
+
+
+def peek_num_classes(path: Path) -> int:
+    """The classifier's width from the HDF5 file: its only 2-D dataset is the Dense kernel (in, out)."""
+    import h5py
+
+    try:
+        with h5py.File(path, "r") as f:
+            found = []
+            f.visititems(lambda n, o: found.append((n, o.shape)) if isinstance(o, h5py.Dataset) else None)
+    except OSError as e:
+        raise InputFileError(f"{path}: not a readable HDF5 file ({e})") from None
+    kernels = [(n, s) for n, s in found if len(s) == 2]
+    if len(kernels) != 1 or kernels[0][1][0] != 2048:
+        _fail(path, f"expected one classifier kernel of shape (2048, classes) in a keras.applications InceptionV3 "
+                    f"weights file (include_top=True), found {[s for _, s in kernels] or 'none'}")
+    return int(kernels[0][1][1])
+
+
+def _refuse_code(path: Path):
+    """Scans the archive's config.json as plain JSON first: Lambda layers are refused before
+    Keras deserializes anything (``safe_mode=True`` refuses them again)."""
+    import json
+    import zipfile
+
+    from ..keras_io import _find_layers
+
+    found = []
+    try:
+        with zipfile.ZipFile(path) as z:
+            info = z.getinfo("config.json")
+            if info.file_size > 64 << 20:
+                raise InputFileError(f"{path}: config.json is {info.file_size} bytes; refusing to parse it")
+            _find_layers(json.loads(z.read(info).decode("utf-8")), found)
+    except (zipfile.BadZipFile, KeyError, OSError, ValueError, RecursionError, EOFError) as e:
+        raise InputFileError(f"{path}: not a readable .keras archive ({type(e).__name__}: {e})") from None
+    if found:
+        raise UnsafeInputError(f"{path}: refused: a .keras archive with Lambda layer {found[0]!r} (Python code, "
+                               f"expected none)")
+
+
+def load_model(path, input_size=299):
+    """The Keras model a file describes: .keras through ``load_model(safe_mode=True)``, weight files
+    loaded into a fresh ``keras.applications.InceptionV3(classifier_activation=None)``."""
+    import keras
+
+    path = Path(path)
+    if not path.is_file():
+        raise InputFileError(f"{path}: {'is a folder, not a file' if path.is_dir() else 'no such file'}")
+    if str(path).endswith(".keras"):
+        _refuse_code(path)
+        try:
+            return keras.saving.load_model(str(path), compile=False, safe_mode=True)
+        except ValueError as e:
+            if "safe_mode" in str(e) or "Lambda" in str(e):
+                raise UnsafeInputError(f"{path}: refused: loading it would run code ({' '.join(str(e).split())[:300]})") from None
+            raise InputFileError(f"{path}: not a loadable .keras model ({' '.join(str(e).split())[:300]})") from None
+        except Exception as e:
+            raise InputFileError(f"{path}: not a readable .keras file ({type(e).__name__}: {e})") from None
+    model = build(peek_num_classes(path), input_size)
+    try:
+        model.load_weights(str(path))
+    except ValueError as e:
+        raise WeightsMismatchError(f"{path}: does not fit keras.applications InceptionV3: "
+                                   f"{' '.join(str(e).split())[:400]}") from None
+    except OSError as e:
+        raise InputFileError(f"{path}: not a readable Keras weights file ({e})") from None
+    return model
+
+
+def read(path, architecture, allow_nonfinite=False) -> Checkpoint:
+    check_architecture(architecture, str(path))
+    if architecture not in ARCHITECTURES:
+        _fail(path, f"keras.applications checkpoints are supported for {', '.join(ARCHITECTURES)}, "
+                    f"not {architecture!r}")
+    return to_checkpoint(load_model(path), str(path), allow_nonfinite)
+
+
+def write(ckpt: Checkpoint, path, overwrite=False) -> Path:
+    if not str(path).endswith((".weights.h5", ".keras")):
+        _fail(path, "keras.applications files must end in .weights.h5 (weights) or .keras (whole model)")
+    model = load_into(build(ckpt.num_classes), ckpt, str(path))
+    with atomic_path(path, overwrite) as tmp:
+        model.save(str(tmp)) if str(path).endswith(".keras") else model.save_weights(str(tmp))
+    return Path(path)
