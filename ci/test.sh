@@ -1,7 +1,12 @@
 #!/usr/bin/env bash
-# README command 2: set up, then run the conformance suite (pass pytest options through,
-# e.g. -m "not slow" for the fast tier).
+# README command 2: set up, then run the conformance suite. With no arguments it runs the
+# default tier (everything not marked slow: under 20 minutes on 2 cores); pytest options pass
+# through, e.g. `bash ci/test.sh -m slow` for the heavy cross-framework matrices or
+# `bash ci/test.sh -m "slow or not slow"` for everything.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash ci/setup.sh
+if [ "$#" -eq 0 ]; then
+  set -- -m "not slow"
+fi
 exec .venv/bin/python -m pytest conformance "$@"
