@@ -19,4 +19,5 @@ def create_model(arch: str, **kwargs):
 
 __all__ = ["GoogLeNet", "googlenet", "googlenet_paper", "ConvBlock", "InceptionV1Block", "AuxHeadV1", "create_model",
            "InceptionV3", "inception_v3", "InceptionA", "InceptionB", "InceptionC", "InceptionD", "InceptionE",
-           "AuxHeadV3"]
+           "AuxHeadV3", "InceptionV4", "inception_v4", "InceptionResNetV2", "inception_resnet_v2",
+           "BNInception", "bn_inception"]
