@@ -130,3 +130,34 @@ def test_keras_same_padding_via_cli(ours, tmp_path):
     verdict = proc.stdout.strip().splitlines()[-1]
     assert verdict == "verdict: tf_same_padding", proc.stdout
     assert "tf_same_padding" in proc.stdout and "first matters at conv1" in proc.stdout
+
+
+def test_transform_input(ours, x):
+    peer = copy.deepcopy(ours)
+    peer.transform_input = True  # torchvision's pretrained GoogLeNet turns this on
+    found = _verdict(ours, x, _peer_logits(peer, x))
+    assert list(found) == ["transform_input"] and found["transform_input"].first_block == "conv1"
+
+
+def test_lrn_alpha_convention():
+    ours = randomize_(create_model("googlenet_paper", aux_logits=False), seed=5).eval()
+    x = np.random.default_rng(2).standard_normal((2, 3, 224, 224), dtype=np.float32)
+    peer = copy.deepcopy(ours)
+    for name in ("lrn1", "lrn2"):  # a port that took TF's alpha: not divided by the window size
+        lrn = getattr(peer, name)
+        setattr(peer, name, _TFStyleLRN(lrn.size, lrn.alpha, lrn.beta, lrn.k))
+    found = _verdict(ours, x, _peer_logits(peer, x))
+    assert "lrn_alpha_tf" in found and found["lrn_alpha_tf"].first_block == "lrn1"
+
+
+class _TFStyleLRN(torch.nn.Module):
+    """tf.nn.local_response_normalization, written out: b = a / (k + alpha * sum a^2) ** beta."""
+
+    def __init__(self, size, alpha, beta, k):
+        super().__init__()
+        self.size, self.alpha, self.beta, self.k = size, alpha, beta, k
+
+    def forward(self, a):
+        sq = torch.nn.functional.pad(a.pow(2), (0, 0, 0, 0, self.size // 2, (self.size - 1) // 2))
+        window = sum(sq[:, i:i + a.shape[1]] for i in range(self.size))
+        return a / (self.k + self.alpha * window).pow(self.beta)
