@@ -8,7 +8,6 @@ import pytest
 import torch
 
 import weights_bridge as wb
-from weights_bridge import neutral
 from conformance.conftest import run_cli
 
 

@@ -28,7 +28,6 @@ import json
 import os
 import sys
 import time
-import traceback
 
 import numpy as np
 
@@ -372,12 +371,6 @@ def main(job_path):
 
 
 if __name__ == "__main__":
-    job = sys.argv[1]
-    impl = json.load(open(job))["impl"]
-    if impl.startswith("keras-"):
-        os.environ["KERAS_BACKEND"] = impl.split("-", 1)[1]
-    try:
-        main(job)
-    except Exception:
-        traceback.print_exc()
-        sys.exit(1)
+    from conformance.worker import run_job
+
+    run_job(main, sys.argv[1])

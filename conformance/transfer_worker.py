@@ -11,7 +11,7 @@ import json
 import os
 import sys
 
-from conformance.transfer_data import AUX_WEIGHT, LR, NUM_CLASSES, SIZE, STEPS, batches, dataset
+from conformance.transfer_data import AUX_WEIGHT, LR, NUM_CLASSES, SIZE, batches, dataset
 
 
 def _loss_fn(ce):

@@ -304,15 +304,20 @@ def main(job_path):
         json.dump(report, f, indent=1)
 
 
-if __name__ == "__main__":
-    job = sys.argv[1]
-    impl = json.load(open(job))["impl"]
+def run_job(main_fn, job_path):
+    """A worker process's entry: fix KERAS_BACKEND before anything imports keras, run, exit 1
+    with the traceback on any failure."""
+    impl = json.load(open(job_path))["impl"]
     if impl == "keras-applications":
         os.environ["KERAS_BACKEND"] = "tensorflow"  # keras.applications on its own backend
     elif impl.startswith("keras-"):
         os.environ["KERAS_BACKEND"] = impl.split("-", 1)[1]
     try:
-        main(job)
+        main_fn(job_path)
     except Exception:
         traceback.print_exc()
         sys.exit(1)
+
+
+if __name__ == "__main__":
+    run_job(main, sys.argv[1])

@@ -119,7 +119,6 @@ def cmd_verify(a):
 
 def cmd_diagnose(a):
     import numpy as np
-    import torch
 
     from conformance.diagnose import diagnose, format_report
     from impls.torch_nn import create_model

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import sys
 import time
-from pathlib import Path
 
 from . import flax_io, keras_io, neutral, torch_io
 from .peers import keras_applications, timm

@@ -144,14 +144,19 @@ def read(path, architecture, allow_nonfinite=False) -> Checkpoint:
     with tempfile.TemporaryDirectory(prefix="inception-bridge-") as ref:  # what Keras writes for this model
         model.save_weights(str(Path(ref) / f"reference{SUFFIX}"))
         _check_layout(path, _datasets(path), _datasets(Path(ref) / f"reference{SUFFIX}"), architecture)
+    load_weights(model, path, f"Keras {architecture} (num_classes={num_classes}, aux_logits={aux})")
+    return from_model(model, architecture, allow_nonfinite, where=str(path))
+
+
+def load_weights(model, path, what: str):
+    """Keras's own ``load_weights``, its errors as the bridge's: a mismatch names ``what``."""
     try:
         model.load_weights(str(path))
     except ValueError as e:
-        raise WeightsMismatchError(f"{path}: does not fit Keras {architecture} (num_classes={num_classes}, "
-                                   f"aux_logits={aux}): {' '.join(str(e).split())[:500]}") from None
+        raise WeightsMismatchError(f"{path}: does not fit {what}: {' '.join(str(e).split())[:500]}") from None
     except OSError as e:
         raise InputFileError(f"{path}: not a readable Keras weights file ({e})") from None
-    return from_model(model, architecture, allow_nonfinite, where=str(path))
+    return model
 
 
 def write(ckpt: Checkpoint, path, overwrite=False) -> Path:

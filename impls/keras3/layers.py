@@ -10,7 +10,6 @@ from __future__ import annotations
 import dataclasses
 
 import numpy as np
-import keras
 from keras import layers, ops
 
 from ..spec import blocks as B

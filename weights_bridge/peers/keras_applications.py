@@ -318,15 +318,9 @@ def load_model(path, input_size=299):
             raise InputFileError(f"{path}: not a loadable .keras model ({' '.join(str(e).split())[:300]})") from None
         except Exception as e:
             raise InputFileError(f"{path}: not a readable .keras file ({type(e).__name__}: {e})") from None
-    model = build(peek_num_classes(path), input_size)
-    try:
-        model.load_weights(str(path))
-    except ValueError as e:
-        raise WeightsMismatchError(f"{path}: does not fit keras.applications InceptionV3: "
-                                   f"{' '.join(str(e).split())[:400]}") from None
-    except OSError as e:
-        raise InputFileError(f"{path}: not a readable Keras weights file ({e})") from None
-    return model
+    from ..keras_io import load_weights
+
+    return load_weights(build(peek_num_classes(path), input_size), path, "keras.applications InceptionV3")
 
 
 def read(path, architecture, allow_nonfinite=False) -> Checkpoint:
