@@ -52,3 +52,11 @@ def googlenet_pth(tmp_path_factory):
     subprocess.run([sys.executable, "-m", "conformance.weights", "googlenet", str(path), "--seed", "1"],
                    cwd=REPO, check=True)
     return path
+
+
+@pytest.fixture(scope="session")
+def material(googlenet_pth, tmp_path_factory):
+    """The valid files every hostile-input case derives its bad one from (read-only)."""
+    from conformance.hostile import Material
+
+    return Material(tmp_path_factory.mktemp("material"), googlenet_pth)

@@ -1,0 +1,216 @@
+"""Fuzzed safetensors headers and config files, and faults while writing (kill -9, a full disk,
+a failing rename): the destination holds the old file or a complete new one, never half.
+"""
+from __future__ import annotations
+
+import json
+import os
+import struct
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import weights_bridge as wb
+from weights_bridge import neutral
+from conformance.conftest import REPO
+from conformance.hostile import (
+    ARCH, Material, listing, write)
+
+
+# ----------------------------------------------------------------------------- fuzzing
+
+hypothesis = pytest.importorskip("hypothesis")
+from hypothesis import HealthCheck, given, settings, strategies as st  # noqa: E402
+
+FUZZ = settings(max_examples=200, deadline=None, derandomize=True,
+                suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
+_small_ints = st.integers(min_value=-2, max_value=2 ** 64 + 1)
+_entries = st.fixed_dictionaries({}, optional={
+    "dtype": st.sampled_from(["F32", "F64", "BF16", "I8", "U8", "F16", "BOOL", "X", ""]) | st.integers(),
+    "shape": st.lists(st.integers(-1, 6) | st.just(2 ** 40), max_size=4) | st.text(max_size=3),
+    "data_offsets": st.lists(st.integers(-4, 200) | st.just(2 ** 63), max_size=3) | st.none(),
+})
+
+
+@st.composite
+def _safetensors_bytes(draw):
+    kind = draw(st.sampled_from(["random", "structured", "mutated"]))
+    if kind == "random":
+        return draw(st.binary(max_size=300))
+    header = draw(st.dictionaries(st.sampled_from(["fc.bias", "fc.weight", "__metadata__", "x", ""]),
+                                  _entries | st.integers() | st.text(max_size=5) | st.none(), max_size=4))
+    text = json.dumps(header).encode()
+    n = draw(st.sampled_from([len(text), len(text) + 1, max(len(text) - 1, 0), 2 ** 64 - 1, 0]))
+    data = draw(st.binary(max_size=200))
+    raw = bytearray(struct.pack("<Q", n) + text + data)
+    if kind == "mutated" and raw:
+        for _ in range(draw(st.integers(1, 4))):
+            i = draw(st.integers(0, len(raw) - 1))
+            raw[i] = draw(st.integers(0, 255))
+        raw = raw[: draw(st.integers(0, len(raw)))]
+    return bytes(raw)
+
+
+@pytest.fixture(scope="module")
+def fuzz_dir(material, tmp_path_factory):
+    d = tmp_path_factory.mktemp("fuzz") / "ckpt"
+    d.mkdir()
+    (d / neutral.CONFIG).write_text(json.dumps(material.config))
+    (d / neutral.TENSORS).write_bytes(b"")
+    return d
+
+
+def test_fuzz_safetensors_reader(fuzz_dir):
+    @FUZZ
+    @given(_safetensors_bytes())
+    def check(raw):
+        (fuzz_dir / neutral.TENSORS).write_bytes(raw)
+        try:
+            neutral.read(fuzz_dir)
+        except wb.BridgeError as e:
+            assert str(fuzz_dir) in str(e)
+
+    check()
+
+
+_json = st.recursive(st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=8),
+                     lambda kids: st.lists(kids, max_size=3) | st.dictionaries(st.text(max_size=8), kids, max_size=3),
+                     max_leaves=8)
+_config_values = {"format_version": st.sampled_from([1, 0, 2, True, "1", None]) | _json,
+                  "architecture": st.sampled_from(["googlenet", "googlenet_paper", "inception_v3", "", "x"]) | _json,
+                  "num_classes": st.sampled_from([1, 2, 1000, 0, -1, 10 ** 30, 1.5, True]) | _json,
+                  "aux_logits": st.booleans() | _json,
+                  "transform_input": st.booleans() | _json,
+                  "variant": st.text(max_size=5) | _json}
+
+
+@st.composite
+def _config_text(draw):
+    kind = draw(st.sampled_from(["random", "json", "config"]))
+    if kind == "random":
+        return draw(st.text(max_size=200))
+    if kind == "json":
+        return json.dumps(draw(_json))
+    keys = draw(st.sets(st.sampled_from(list(_config_values)), min_size=3))
+    cfg = {k: draw(_config_values[k]) for k in keys}
+    return json.dumps(cfg, allow_nan=True)
+
+
+def test_fuzz_config_reader(material, tmp_path_factory):
+    d = tmp_path_factory.mktemp("fuzzcfg") / "ckpt"
+    d.mkdir()
+    (d / neutral.TENSORS).write_bytes(material.safetensors({}, b""))  # valid, but holds no tensor
+
+    @FUZZ
+    @given(_config_text())
+    def check(text):
+        (d / neutral.CONFIG).write_text(text, encoding="utf-8", errors="surrogatepass")
+        try:
+            neutral.read(d)
+        except wb.BridgeError as e:
+            assert str(d) in str(e)
+        else:
+            raise AssertionError("a checkpoint without tensors was accepted")
+
+    check()
+
+
+# ----------------------------------------------------------------------------- faults while writing
+
+def _same_weights(path, m: Material):
+    got = wb.read(path, architecture=ARCH).tensors
+    return got.keys() == m.tensors.keys() and all(np.array_equal(got[k], m.tensors[k]) for k in got)
+
+
+def test_kill_9_while_writing_leaves_old_or_nothing(material, tmp_path):
+    """SIGKILL the CLI at random points of a conversion over an existing output (--overwrite):
+    the destination is always absent or a complete, valid checkpoint, never a partial one."""
+    import random
+    import signal
+    import time
+
+    rng = random.Random(0)
+    from conformance.matrix import _jax_cache_env
+
+    env = {**os.environ, **_jax_cache_env()}
+    killed_while_writing = 0
+    for i, name in enumerate(["out.pth"] * 8 + ["out.neutral"] * 4):
+        dst = tmp_path / name
+        if not dst.exists():
+            wb.convert(material.neutral, dst, ARCH)
+        proc = subprocess.Popen([sys.executable, "-m", "weights_bridge.cli", "convert", str(material.neutral),
+                                 str(dst), "--overwrite", "--quiet"], cwd=REPO, env=env,
+                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        start = time.monotonic()
+        if i % 4 == 3:  # anywhere from start-up to the end
+            time.sleep(rng.uniform(0.0, 3.0))
+        else:  # once the temporary appears, somewhere in the write or the renames
+            while proc.poll() is None and not any(p.name.startswith(f".{name}.") for p in tmp_path.iterdir()):
+                if time.monotonic() - start > 60:
+                    break
+                time.sleep(0.002)
+            time.sleep(rng.uniform(0.0, 0.25))
+        if proc.poll() is None:
+            killed_while_writing += any(p.name.endswith(".tmp") for p in tmp_path.iterdir())
+            proc.send_signal(signal.SIGKILL)
+        proc.wait(timeout=60)
+        if dst.exists():
+            assert _same_weights(dst, material), f"kill {i}: {dst} is not a complete checkpoint"
+        else:
+            assert name == "out.neutral", f"kill {i}: {dst} vanished"  # between its two renames
+        # Only hidden temporaries may remain beside it: never a partial file under the real name.
+        assert all(p.name in ("out.pth", "out.neutral") or p.name.startswith(".out.") for p in tmp_path.iterdir())
+    assert killed_while_writing >= 4, "too few kills landed while writing; the test lost its point"
+
+
+FSIZE_SCRIPT = r"""
+import resource, signal, sys
+signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # writes past the limit fail with EFBIG, like a full disk
+resource.setrlimit(resource.RLIMIT_FSIZE, (1 << 20, 1 << 20))
+from weights_bridge import cli
+codes = [cli.main(["convert", sys.argv[1], dst, "--arch", "googlenet", "--overwrite", "--quiet"]) for dst in sys.argv[2:]]
+print("CODES", *codes)
+"""
+
+
+def test_write_error_leaves_old_or_nothing(material, tmp_path):
+    """A full disk (RLIMIT_FSIZE) while writing each format: exit 6, one line, the previous file intact."""
+    previous = write(tmp_path / "prev.pth", b"previous")
+    dsts = [previous, tmp_path / "new.msgpack", tmp_path / "new.neutral"]
+    before = listing(tmp_path)
+    from conformance.matrix import _jax_cache_env
+
+    proc = subprocess.run([sys.executable, "-c", FSIZE_SCRIPT, str(material.pth), *map(str, dsts)], cwd=REPO,
+                          env={**os.environ, **_jax_cache_env()}, capture_output=True, text=True)
+    assert proc.stdout.split() == ["CODES", "6", "6", "6"], proc.stderr[-3000:]
+    lines = proc.stderr.strip().splitlines()
+    errors = [ln for ln in lines if ln.startswith("inception-bridge: error:")]
+    assert len(errors) == 3 and "Traceback" not in proc.stderr, proc.stderr[-3000:]
+    assert all(str(d) in e and "could not be written" in e for d, e in zip(dsts, errors)), errors
+    assert listing(tmp_path) == before and previous.read_bytes() == b"previous"
+
+
+@pytest.mark.parametrize("name", ["out.pth", "out.neutral"])
+def test_failing_rename_leaves_old_file(material, tmp_path, monkeypatch, name):
+    """os.replace failing at the commit step: OutputError, previous output intact, no temporaries."""
+    dst = tmp_path / name
+    wb.convert(material.neutral, dst, ARCH)
+    before = listing(tmp_path)
+    real, calls = os.replace, []
+
+    def failing(a, b):
+        calls.append((a, b))
+        if Path(b) == dst and (Path(a).name.endswith(".tmp") or Path(a).parent.name.endswith(".tmp")):
+            # the rename that would install the new output (a restore of the old one still works)
+            raise OSError(28, "No space left on device")
+        return real(a, b)
+
+    monkeypatch.setattr(os, "replace", failing)
+    with pytest.raises(wb.OutputError, match="No space left on device") as info:
+        wb.convert(material.neutral, dst, ARCH, overwrite=True)
+    monkeypatch.undo()
+    assert str(dst) in str(info.value) and calls
+    assert listing(tmp_path) == before and _same_weights(dst, material)
