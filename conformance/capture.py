@@ -10,25 +10,38 @@ def nchw(a) -> np.ndarray:
     return np.ascontiguousarray(np.transpose(a, (0, 3, 1, 2))) if a.ndim == 4 else a
 
 
-def torch_blocks(model, x, train=False):
-    """Our PyTorch model: ``forward_stages`` records every stage."""
+def torch_blocks(model, x, train=False, eval_aux=False):
+    """Our PyTorch model: ``forward_stages`` records every stage. ``eval_aux``: in eval mode also
+    run each aux head on its tap (BN on running statistics, as the trunk), so a slip that only
+    the aux heads see (GoogLeNet's flatten order before aux fc1) shows without train-mode BN."""
     import torch
 
     captured = {}
     model.train(train)
     with torch.no_grad():
         model.forward_stages(x, capture=captured)
+        if eval_aux and not train:
+            ordered = {}
+            for name, v in captured.items():
+                ordered[name] = v
+                ordered.update({head: getattr(model, head)(v) for head, (tap, _) in model.spec.aux_heads.items()
+                                if tap == name})
+            captured = ordered
     return {k: v.cpu().numpy() for k, v in captured.items()}
 
 
 def torch_peer_blocks(model, x, names, train=False):
-    """A peer torch model (torchvision, timm) via forward hooks on the modules our spec names;
-    a name the peer lacks (or applies functionally) is simply absent."""
+    """A peer torch model (torchvision, timm) via forward hooks on the modules our spec names
+    (dotted paths such as timm's ``features.3`` included); a name the peer lacks (or applies
+    functionally) is simply absent."""
     import torch
 
     captured, hooks = {}, []
     for name in names:
-        module = getattr(model, name, None)
+        try:
+            module = model.get_submodule(name)
+        except AttributeError:
+            continue
         if isinstance(module, torch.nn.Module):
             hooks.append(module.register_forward_hook(
                 lambda m, i, o, name=name: captured.__setitem__(name, o.detach().cpu().numpy())))

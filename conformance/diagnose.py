@@ -3,9 +3,15 @@ reference and see which flip makes it agree with the peer.
 
 The conventions are the ones every Inception port trips on: BN eps, max-pool ``ceil_mode``,
 average-pool ``count_include_pad``, TF/Keras 'same' padding at stride 2, LRN alpha scaling,
-``transform_input``, RGB/BGR input and the 1001-class TF-slim head (class 0 = background).
-Each switch is a small surgery on a copy of the torch model (or on its input or the peer's
-output); the block where a switch first changes the activations is where it matters.
+``transform_input``, RGB/BGR input, the 1001-class TF-slim head (class 0 = background) and the
+flatten order before GoogLeNet's aux fc1 (the only flatten of a map larger than 1x1 in the
+family). Each switch is a small surgery on a copy of the torch model (or on its input or the
+peer's output); the block where a switch first changes the activations is where it matters.
+
+Outputs compared: the logits, plus each aux head the peer reports, run in eval mode on its
+tap (BN on running statistics on both sides: train mode would normalise with batch statistics,
+so both sides would have to run it; eval mode keeps the trunk's numbers and still exercises
+the aux weights, which is where a flatten-order slip lives).
 """
 from __future__ import annotations
 
@@ -86,6 +92,29 @@ def _tf_same_padding(model):
         m.register_forward_pre_hook(_TFSamePad(m, fill))
 
 
+def _aux_flatten_heads(model):
+    """Aux heads whose FC follows a flatten of a map larger than 1x1 (GoogLeNet's 128x4x4)."""
+    return [m for m in model.modules() if hasattr(m, "fc1") and hasattr(m, "conv")
+            and m.fc1.in_features > m.conv.conv.out_channels]
+
+
+def _hwc_flatten(model):
+    """Makes aux fc1 see its input in (H, W, C) order: what an NHWC framework computes with
+    weights laid out for PyTorch's (C, H, W) flatten, i.e. a converter that forgot to permute
+    fc1's input dimension (either direction gives this function). Column j of an HWC flatten
+    holds the CHW element ``perm[j]``, so fc1's column ``perm[j]`` takes the weight of column j."""
+    import torch
+
+    for head in _aux_flatten_heads(model):
+        fc, channels = head.fc1, head.conv.conv.out_channels
+        side = math.isqrt(fc.in_features // channels)
+        perm = torch.arange(fc.in_features).view(channels, side, side).permute(1, 2, 0).reshape(-1)
+        with torch.no_grad():
+            weight = torch.empty_like(fc.weight)
+            weight[:, perm] = fc.weight
+            fc.weight.copy_(weight)
+
+
 def _has_strided(model):
     import torch
 
@@ -113,6 +142,8 @@ SWITCHES = (
            lambda m: True, inputs=lambda x: np.ascontiguousarray(x[:, ::-1])),
     Switch("label_offset", "1001-class TF-slim head: class 0 is background, ImageNet classes start at 1",
            lambda m: True, peer=lambda logits: logits[:, 1:] if logits.shape[1] == 1001 else None),
+    Switch("flatten_order", "aux fc1 fed an (H, W, C) flatten (NHWC) with weights laid out for PyTorch's (C, H, W)",
+           lambda m: bool(_aux_flatten_heads(m)), _hwc_flatten),
 )
 
 
@@ -124,6 +155,7 @@ class Trial:
     max_rel: float
     agrees: bool
     first_block: Optional[str] = None  # where this switch first changes our activations
+    output: str = "logits"  # the output furthest from the peer's
 
 
 @dataclass
@@ -132,36 +164,59 @@ class Diagnosis:
     baseline_rel: float
     baseline_agrees: bool
     trials: list = field(default_factory=list)
+    outputs: tuple = ("logits",)  # what was compared: the logits and the aux heads the peer gave
+    baseline_output: str = "logits"
+    silent: list = field(default_factory=list)  # switches that change none of the compared outputs
 
     @property
     def culprits(self):
         return [t for t in self.trials if t.agrees]
 
 
-def _logits(model, x):
+def _run(model, x, heads):
+    """Every block's eval-mode activation (aux heads on their taps when asked) and the outputs."""
     import torch
 
-    model.eval()
-    with torch.no_grad():
-        return model(torch.from_numpy(x)).numpy()
+    blocks = torch_blocks(model, torch.from_numpy(x), eval_aux=bool(heads))
+    outputs = {"logits": blocks[model.spec.stages[-1][0]]}
+    outputs.update({h: blocks[h] for h in heads})
+    return blocks, outputs
 
 
 def _distance(ours, peer):
-    if peer is None or ours.shape != peer.shape:
-        return float("inf"), float("inf"), False
-    d = float(np.abs(ours.astype(np.float64) - peer).max())
-    ref = float(np.abs(peer).max())
-    return d, d / ref if ref else float("inf"), within(d, ref, "eval")
+    """(max_abs, max_rel, agrees, worst output) over the outputs the peer gave."""
+    rows = []
+    for name, p in peer.items():
+        o = ours[name]
+        if p is None or o.shape != p.shape:
+            rows.append((float("inf"), float("inf"), False, name))
+            continue
+        d = float(np.abs(o.astype(np.float64) - p).max())
+        ref = float(np.abs(p).max())
+        rows.append((d, d / ref if ref else float("inf"), within(d, ref, "eval"), name))
+    d, r, _, worst = max(rows, key=lambda row: (not row[2], row[1]))  # a failing output first
+    return d, r, all(row[2] for row in rows), worst
 
 
-def diagnose(model, x: np.ndarray, peer_logits: np.ndarray, switches=SWITCHES) -> Diagnosis:
-    """``model``: our torch model holding the checkpoint (eval mode); ``x``: the NCHW batch the
-    peer saw; ``peer_logits``: the peer's output for it."""
-    peer_logits = np.asarray(peer_logits, np.float64)
-    base = _logits(model, x)
-    d, r, ok = _distance(base, peer_logits)
-    report = Diagnosis(d, r, ok)
-    base_blocks = None
+def peer_outputs(model, peer):
+    """The peer's outputs as {"logits", aux head, ...}: a bare array is its logits. Aux heads
+    are named as our spec names them (GoogLeNet ``aux1``/``aux2``, Inception v3 ``AuxLogits``)."""
+    peer = {"logits": peer} if not isinstance(peer, dict) else dict(peer)
+    unknown = sorted(set(peer) - {"logits"} - set(model.spec.aux_heads))
+    if "logits" not in peer or unknown:
+        raise ValueError(f"peer outputs must be 'logits' plus any of our aux heads "
+                         f"{list(model.spec.aux_heads) or '(none: this model has no aux heads)'}; found {sorted(peer)}")
+    return {k: np.asarray(v, np.float64) for k, v in peer.items()}
+
+
+def diagnose(model, x: np.ndarray, peer, switches=SWITCHES) -> Diagnosis:
+    """``model``: our torch model holding the checkpoint; ``x``: the NCHW batch the peer saw;
+    ``peer``: the peer's logits for it, or {"logits": ..., aux head name: eval-mode output}."""
+    peer = peer_outputs(model, peer)
+    heads = [h for h in model.spec.aux_heads if h in peer]
+    base_blocks, base = _run(model, x, heads)
+    d, r, ok, worst = _distance(base, peer)
+    report = Diagnosis(d, r, ok, outputs=tuple(peer), baseline_output=worst)
     block_rel = TOLERANCES[("float32", "block")]["rel"]
     for sw in switches:
         if not sw.applies(model):
@@ -171,28 +226,30 @@ def diagnose(model, x: np.ndarray, peer_logits: np.ndarray, switches=SWITCHES) -
             candidate = copy.deepcopy(model)
             sw.model(candidate)
         xs = sw.inputs(x) if sw.inputs else x
-        ours = _logits(candidate, xs)
-        peer = sw.peer(peer_logits) if sw.peer else peer_logits
-        d, r, ok = _distance(ours, peer)
-        trial = Trial(sw.name, sw.description, d, r, ok)
+        blocks, ours = _run(candidate, xs, heads)
+        if sw.model is not None and all(np.array_equal(ours[k], base[k]) for k in base):
+            report.silent.append(sw.name)  # e.g. flatten_order when the peer gave no aux outputs
+            continue
+        target = {k: sw.peer(v) for k, v in peer.items()} if sw.peer else peer
+        d, r, ok, worst = _distance(ours, target)
+        trial = Trial(sw.name, sw.description, d, r, ok, output=worst)
         if ok and sw.model is not None:
-            import torch
-
-            if base_blocks is None:
-                base_blocks = torch_blocks(model, torch.from_numpy(x))
-            _, trial.first_block = compare_blocks(base_blocks, torch_blocks(candidate, torch.from_numpy(xs)), block_rel)
-            model.eval()
+            _, trial.first_block = compare_blocks(base_blocks, blocks, block_rel)
         report.trials.append(trial)
     return report
 
 
 def format_report(rep: Diagnosis) -> str:
-    lines = [f"baseline: max|Δ| {rep.baseline_abs:.2e}, relative {rep.baseline_rel:.2e} -> "
-             + ("agrees: nothing to diagnose" if rep.baseline_agrees else "disagrees")]
+    lines = [f"compared: {', '.join(rep.outputs)} (eval mode)"]
+    if rep.silent:
+        lines[0] += (f"; not tried, they change none of these outputs: {', '.join(rep.silent)}"
+                     + (" (give the peer's aux head outputs)" if "flatten_order" in rep.silent else ""))
+    lines.append(f"baseline: max|Δ| {rep.baseline_abs:.2e}, relative {rep.baseline_rel:.2e} ({rep.baseline_output}) -> "
+                 + ("agrees: nothing to diagnose" if rep.baseline_agrees else "disagrees"))
     for t in rep.trials:
         mark = "AGREES" if t.agrees else "      "
         where = f" (first matters at {t.first_block})" if t.first_block else ""
-        lines.append(f"  {mark} {t.switch:<18} relative {t.max_rel:.2e}  {t.description}{where}")
+        lines.append(f"  {mark} {t.switch:<18} relative {t.max_rel:.2e} ({t.output})  {t.description}{where}")
     if not rep.baseline_agrees:
         c = rep.culprits
         lines.append("verdict: " + (", ".join(t.switch for t in c) if c else

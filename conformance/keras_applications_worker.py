@@ -1,4 +1,4 @@
-"""The keras.applications peer: ``keras.applications.InceptionV3`` on its own backend (tensorflow),
+"""The keras.applications peer: ``keras.applications.InceptionV3`` / ``InceptionResNetV2`` on its own backend (tensorflow),
 holding a "keras"-variant checkpoint exported by the bridge, run by ``conformance.worker``.
 
 Built with ``classifier_activation=None`` (logits; its default is softmax) at the task's input
@@ -33,7 +33,7 @@ class KerasApplicationsRunner(CachedModels):
         if not peer_fits("keras-applications", task["arch"], cfg.get("variant")):
             raise ValueError(f"keras.applications has no {cfg.get('variant')!r} variant of {task['arch']}")
         # What a keras.applications user does with the file: load_weights into the stock model.
-        return ka.load_model(task["weights"]["keras-applications"], input_size=x.shape[-1])
+        return ka.load_model(task["weights"]["keras-applications"], input_size=x.shape[-1], architecture=task["arch"])
 
     def run(self, task, cfg, x):
         from keras import ops
@@ -49,6 +49,11 @@ class KerasApplicationsRunner(CachedModels):
         out = model(np.transpose(x, (0, 2, 3, 1)), training=train)
         res = {"logits": np.asarray(ops.convert_to_numpy(out))}
         if train:
-            ckpt = ka.to_checkpoint(model, "keras.applications model", allow_nonfinite=True)
+            ckpt = ka.to_checkpoint(model, "keras.applications model", allow_nonfinite=True, architecture=task["arch"])
             res.update({f"stat:{k}": v for k, v in ckpt.tensors.items() if k.endswith(("running_mean", "running_var"))})
+        if task.get("layers"):  # after the statistics: a train-mode capture updates them again
+            from .keras_applications_capture import keras_applications_blocks
+
+            blocks = keras_applications_blocks(model, task["arch"], np.transpose(x, (0, 2, 3, 1)), train)
+            res.update({f"layer:{k}": v for k, v in blocks.items()})
         return res

@@ -21,11 +21,11 @@ from .tolerances import bounds, within
 from .worker import IMPLS, PEERS, peer_fits
 
 REPO = Path(__file__).resolve().parent.parent
-TORCH_CONVENTION = ("torch", "torchvision", "timm")  # BN running_var updated with the unbiased variance
+TORCH_CONVENTION = ("torch", "torchvision", "timm", "pretrainedmodels")  # BN running_var: unbiased variance
 REQUIRES = {"torch": ("torch",), "torchvision": ("torch", "torchvision"), "flax": ("jax", "flax"),
             "keras-tensorflow": ("keras", "tensorflow"), "keras-jax": ("keras", "jax"),
             "keras-torch": ("keras", "torch"), "timm": ("torch", "timm"),
-            "keras-applications": ("keras", "tensorflow")}
+            "keras-applications": ("keras", "tensorflow"), "pretrainedmodels": ("torch", "pretrainedmodels")}
 BN_MOMENTUM = 0.1  # torch convention; Flax/Keras 0.9 is the same rule written the other way
 
 
@@ -89,15 +89,20 @@ def prepare_weights(arch, workdir, seed=0, num_classes=1000, aux_logits=True, pt
         paths.pop("keras")
     src, src_fmt = (str(source), source_format) if source is not None else (paths["torch"], "torch")
     kapp = str(workdir / f"{arch}.keras_applications.weights.h5") if backend else None
+    pm = str(workdir / f"{arch}.pretrainedmodels.pth")  # bninception's own names ("caffe" variant)
     code = ("import weights_bridge as wb\n"
             f"ckpt = wb.read({src!r}, {src_fmt!r}, {arch!r}, variant={variant!r})\n"
             f"for fmt, dst in {[(t, paths[t]) for t in targets]!r}:\n"
             "    wb.write(ckpt, dst, fmt, overwrite=True)\n"
             f"if ckpt.variant == 'keras' and {kapp!r}:\n"
-            f"    wb.write(ckpt, {kapp!r}, 'keras-applications', overwrite=True)\n")
+            f"    wb.write(ckpt, {kapp!r}, 'keras-applications', overwrite=True)\n"
+            f"if (ckpt.architecture, ckpt.variant) == ('bn_inception', 'caffe'):\n"
+            f"    wb.write(ckpt, {pm!r}, 'pretrainedmodels', overwrite=True)\n")
     _run([sys.executable, "-c", code], env={"KERAS_BACKEND": backend or ""}, what="converting test weights")
     if kapp and Path(kapp).exists():
         paths["keras-applications"] = kapp
+    if Path(pm).exists():
+        paths["pretrainedmodels"] = pm
     return paths
 
 
@@ -247,11 +252,13 @@ def compare(tasks, impls, out_dirs, weights):
     return results, errors
 
 
-def default_tasks(arch, sizes=None, layers=False):
+def default_tasks(arch, sizes=None, layers=False, variant=None):
     from impls.spec import model_spec
 
-    size = model_spec(arch).config.input_size[-1]
-    sizes = sizes or (size, size - 25)  # the second, odd size exercises ceil_mode and padding
+    cfg = model_spec(arch, **({"variant": variant} if variant and variant != "default" else {})).config
+    size = cfg.input_size[-1]
+    # The second, odd size exercises ceil_mode and padding (a variant may run at few sizes only).
+    sizes = sizes or getattr(cfg, "verify_sizes", None) or (size, size - 25)
     # Train mode at batch 4: at batch 2 a BN over a 1x1 map (Inception v3's aux conv1) sees two
     # values per channel, and x -> (x - mean) / sqrt(var + eps) amplifies rounding up to
     # 1/sqrt(eps) = 32x when they nearly coincide; four values make that vanishingly rare.
@@ -287,15 +294,16 @@ def agreement(arch, workdir, impls=None, sizes=None, seed=0, pth=None, jobs=2, l
     divergence against torch (empty unless ``layers``)). ``source``/``source_format``: a checkpoint
     in any format the bridge reads (its variant, e.g. keras.applications' "keras", decides which
     peers can run on it); ``variant`` picks the seeded test weights' variant."""
-    tasks = default_tasks(arch, sizes, layers)
     weights = {arch: prepare_weights(arch, Path(workdir) / "weights", seed=seed, pth=pth, variant=variant,
                                      source=source, source_format=source_format)}
     variant = weights_variant(weights[arch])
+    tasks = default_tasks(arch, sizes, layers, variant)
     impls = [i for i in (impls or implementations(arch, variant=variant)) if peer_fits(i, arch, variant)]
     if "keras" not in weights[arch]:
         impls = [i for i in impls if not i.startswith("keras-") or i == "keras-applications"]
-    if "keras-applications" not in weights[arch]:
-        impls = [i for i in impls if i != "keras-applications"]
+    for peer in ("keras-applications", "pretrainedmodels"):  # peers that need their own file
+        if peer not in weights[arch]:
+            impls = [i for i in impls if i != peer]
     out_dirs = run_workers(impls, tasks, weights, workdir, jobs)
     results, errors = compare(tasks, impls, out_dirs, weights)
     precision = {}

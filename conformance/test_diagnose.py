@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from conformance.conftest import run_cli
-from conformance.diagnose import diagnose
+from conformance.diagnose import SWITCHES, diagnose
 from conformance.weights import randomize_
 from impls.torch_nn import create_model
 
@@ -161,3 +161,34 @@ class _TFStyleLRN(torch.nn.Module):
         sq = torch.nn.functional.pad(a.pow(2), (0, 0, 0, 0, self.size // 2, (self.size - 1) // 2))
         window = sum(sq[:, i:i + a.shape[1]] for i in range(self.size))
         return a / (self.k + self.alpha * window).pow(self.beta)
+
+
+def _nhwc_port_outputs(ours, x):
+    """Eval-mode logits and aux outputs of a port that flattens the aux heads' 128x4x4 maps in
+    NHWC order but kept PyTorch's fc1 weights: a converter that forgot the layout transform."""
+    peer = copy.deepcopy(ours).eval()
+    for head in (peer.aux1, peer.aux2):
+        head.fc1.register_forward_pre_hook(
+            lambda m, args: (args[0].view(-1, 128, 4, 4).permute(0, 2, 3, 1).flatten(1),))
+    taps = {}
+    with torch.no_grad():
+        logits, _ = peer.forward_stages(torch.from_numpy(x), capture=taps)
+        return {"logits": logits.numpy(), "aux1": peer.aux1(taps["inception4a"]).numpy(),
+                "aux2": peer.aux2(taps["inception4d"]).numpy()}
+
+
+def test_flatten_order_in_aux_heads(tmp_path):
+    ours = randomize_(create_model("googlenet", aux_logits=True), seed=6).eval()
+    x = np.random.default_rng(7).standard_normal((1, 3, 224, 224), dtype=np.float32)
+    peer = _nhwc_port_outputs(ours, x)
+    # The trunk never sees the slip: the logits alone agree, and the switch is not even tried.
+    rep = diagnose(ours, x, peer["logits"], switches=[s for s in SWITCHES if s.name == "flatten_order"])
+    assert rep.baseline_agrees and rep.silent == ["flatten_order"] and not rep.trials
+    pth, npz = tmp_path / "g.pth", tmp_path / "nhwc_port.npz"
+    torch.save(ours.state_dict(), pth)
+    np.savez(npz, input=x, **peer)
+    proc = run_cli("diagnose", "googlenet", "--weights", pth, "--against", npz)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip().splitlines()[-1] == "verdict: flatten_order", proc.stdout
+    assert "compared: logits, aux1, aux2" in proc.stdout
+    assert [ln for ln in proc.stdout.splitlines() if "AGREES" in ln and "first matters at aux1" in ln], proc.stdout

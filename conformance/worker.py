@@ -25,8 +25,8 @@ IMPLS = ("torch", "flax", "keras-tensorflow", "keras-jax", "keras-torch")
 # peer -> architectures it has; a peer runs only on checkpoints of its variants (PEER_VARIANTS,
 # default "default"): keras.applications' Inception v3 is the "keras" variant, the others are not.
 PEERS = {"torchvision": ("googlenet", "inception_v3"), "timm": ("inception_v3", "inception_v4", "inception_resnet_v2"),
-         "keras-applications": ("inception_v3",)}
-PEER_VARIANTS = {"keras-applications": ("keras",)}
+         "keras-applications": ("inception_v3", "inception_resnet_v2"), "pretrainedmodels": ("bn_inception",)}
+PEER_VARIANTS = {"keras-applications": ("keras",), "pretrainedmodels": ("caffe",)}
 
 
 def peer_fits(impl, arch, variant="default"):
@@ -86,8 +86,7 @@ class CachedModels:
 def _block_names(arch):
     from impls.spec import model_spec
 
-    spec = model_spec(arch)
-    return [n for n, _ in spec.stages] + list(spec.aux_heads)
+    return model_spec(arch).block_names()
 
 
 def _outputs(out, fields):
@@ -277,6 +276,10 @@ def runner(impl):
         return TorchRunner()
     if impl in ("torchvision", "timm"):
         return TorchRunner(peer=impl)
+    if impl == "pretrainedmodels":
+        from .pretrainedmodels_worker import PretrainedModelsRunner
+
+        return PretrainedModelsRunner()
     if impl == "keras-applications":  # before the keras-<backend> rule below
         from .keras_applications_worker import KerasApplicationsRunner
 

@@ -47,6 +47,27 @@ def check_architecture(arch: str, where: str):
         raise WeightsMismatchError(f"{where}: unknown architecture {arch!r}; known: {', '.join(ARCHITECTURES)}")
 
 
+def tensor_variants(arch: str):
+    """Variants of ``arch`` whose tensor set differs from the default's, so that the tensors alone
+    name them (bn_inception's "caffe" has conv biases). Variants that change only the computation
+    (inception_v3's "keras") read as "default" from a native file: name them with ``--variant``."""
+    if arch == "bn_inception":
+        from impls.spec.bn_inception import VARIANTS
+
+        return tuple(v for v in VARIANTS if v != "default")
+    return ()
+
+
+def infer_variant(arch: str, names, aux_logits: bool) -> str:
+    """The variant whose canonical tensor names are exactly ``names``; "default" otherwise (so
+    that a wrong tensor set is reported against the default model)."""
+    names = set(names)
+    for variant in tensor_variants(arch):
+        if set(canonical_shapes(model_spec(arch, aux_logits=aux_logits, variant=variant))) == names:
+            return variant
+    return "default"
+
+
 def infer_head(arch: str, shapes: Dict[str, tuple], where: str):
     """(num_classes, aux_logits) from canonical tensor shapes: the last classifier's rows and
     whether aux-head tensors are present."""

@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from .atomic import atomic_path
-from .checkpoint import Checkpoint, infer_head
+from .checkpoint import Checkpoint, infer_head, infer_variant
 from .errors import InputFileError, WeightsMismatchError
 from .mapping import plan, to_canonical, to_native
 
@@ -26,13 +26,14 @@ def _weight_filter():
     return nnx.Any(nnx.Param, nnx.BatchStat)
 
 
-def native_shapes(architecture, num_classes, aux_logits) -> dict:
+def native_shapes(architecture, num_classes, aux_logits, variant="default") -> dict:
     """NNX state path ('a.b.0.kernel') -> shape, from an abstract (unallocated) model."""
     from flax import nnx
 
     from impls.flax_nnx import create_model
 
-    model = nnx.eval_shape(lambda: create_model(architecture, num_classes=num_classes, aux_logits=aux_logits))
+    kw = {"variant": variant} if variant and variant != "default" else {}
+    model = nnx.eval_shape(lambda: create_model(architecture, num_classes=num_classes, aux_logits=aux_logits, **kw))
     state = nnx.state(model, _weight_filter())
     return {".".join(map(str, p)): tuple(v.get_value().shape) for p, v in nnx.to_flat_state(state)}
 
@@ -78,13 +79,13 @@ def read(path, architecture, allow_nonfinite=False) -> Checkpoint:
             raise InputFileError(f"{path}: entry {k!r} is a {type(v).__name__}, not an array")
     shapes = {ck: layout.canonical_shape(flat[nk].shape) for nk, (ck, layout) in plan("flax", flat, str(path)).items()}
     num_classes, aux = infer_head(architecture, shapes, str(path))
-    ckpt = Checkpoint(architecture, {}, num_classes, aux)
+    ckpt = Checkpoint(architecture, {}, num_classes, aux, variant=infer_variant(architecture, shapes, aux))
     ckpt.tensors = to_canonical("flax", flat, ckpt.expected_shapes(), str(path), allow_nonfinite)
     return ckpt
 
 
 def native_tensors(ckpt: Checkpoint) -> dict:
-    shapes = native_shapes(ckpt.architecture, ckpt.num_classes, ckpt.aux_logits)
+    shapes = native_shapes(ckpt.architecture, ckpt.num_classes, ckpt.aux_logits, ckpt.variant)
     return to_native("flax", ckpt.tensors, shapes, f"flax {ckpt.architecture}")
 
 
@@ -139,8 +140,11 @@ def build_model(architecture, pure_state: dict, seed=0, **model_kwargs):
 def load_model(path, architecture, seed=0, **model_kwargs):
     """Reads and checks a .msgpack file, then builds the NNX model holding it."""
     ckpt = read(path, architecture)
+    if ckpt.variant != "default":
+        model_kwargs = {"variant": ckpt.variant, **model_kwargs}
     kwargs = dict(num_classes=ckpt.num_classes, aux_logits=ckpt.aux_logits, **model_kwargs)
-    native = to_native("flax", ckpt.tensors, native_shapes(architecture, ckpt.num_classes, ckpt.aux_logits), str(path))
+    native = to_native("flax", ckpt.tensors, native_shapes(architecture, ckpt.num_classes, ckpt.aux_logits,
+                                                           ckpt.variant), str(path))
     return build_model(architecture, _nest(native), seed, **kwargs)
 
 
@@ -151,7 +155,9 @@ def from_model(model, architecture, allow_nonfinite=True) -> Checkpoint:
     state = nnx.state(model, _weight_filter())
     flat = {".".join(map(str, p)): np.asarray(v.get_value()) for p, v in nnx.to_flat_state(state)}
     spec = model.spec
-    ckpt = Checkpoint(architecture, {}, spec.num_classes, bool(spec.aux_heads), transform_input=spec.transform_input)
+    names = [ck for ck, _ in plan("flax", flat, f"flax model {type(model).__name__}").values()]
+    ckpt = Checkpoint(architecture, {}, spec.num_classes, bool(spec.aux_heads), transform_input=spec.transform_input,
+                      variant=infer_variant(architecture, names, bool(spec.aux_heads)))
     ckpt.tensors = to_canonical("flax", flat, ckpt.expected_shapes(), f"flax model {type(model).__name__}",
                                 allow_nonfinite)
     return ckpt

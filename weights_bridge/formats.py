@@ -10,19 +10,22 @@ import sys
 import time
 
 from . import flax_io, keras_io, neutral, torch_io
-from .peers import keras_applications, timm
+from .peers import keras_applications, pretrainedmodels, timm
 from .atomic import check_destination
 from .errors import BridgeError, InputFileError, WeightsMismatchError
+from .mapping import check_canonical
 
 FORMATS = {
     "safetensors": neutral,  # the neutral folder: model.safetensors + config.json
     "torch": torch_io,
     "flax": flax_io,
     "keras": keras_io,
-    # Peer libraries' own files (inception_v3), chosen with --from/--to: timm's state_dict and
-    # keras.applications.InceptionV3's .weights.h5 / legacy .h5 / .keras.
+    # Peer libraries' own files, chosen with --from/--to: timm's state_dict and keras.applications
+    # InceptionV3's / InceptionResNetV2's .weights.h5 / legacy .h5 / .keras.
     "timm": timm,
     "keras-applications": keras_applications,
+    # pretrainedmodels' bninception (the Caffe BN-Inception): bn_inception, variant "caffe".
+    "pretrainedmodels": pretrainedmodels,
 }
 EXTENSIONS = ((".weights.h5", "keras"), (".pth", "torch"), (".pt", "torch"), (".msgpack", "flax"))
 
@@ -34,7 +37,8 @@ def detect(path) -> str:
             return fmt
     if name.endswith((".h5", ".keras")):
         raise InputFileError(f"{path}: Keras weight files must end in .weights.h5 (Keras 3's weights format); "
-                             f"a keras.applications InceptionV3 file is read with --from keras-applications")
+                             f"a keras.applications InceptionV3 / InceptionResNetV2 file is read with "
+                             f"--from keras-applications")
     return "safetensors"
 
 
@@ -59,10 +63,12 @@ def read(path, fmt=None, architecture=None, allow_nonfinite=False, variant=None)
         raise BridgeError(f"{path}: a {fmt} file does not record its architecture; name it (--arch)")
     ckpt = FORMATS[fmt].read(path, architecture, allow_nonfinite=allow_nonfinite)
     if variant and variant != ckpt.variant:
-        if fmt in ("safetensors", "timm", "keras-applications"):
+        # A variant with its own tensors (bn_inception's "caffe": conv biases) is read off the file.
+        if fmt in ("safetensors", "timm", "keras-applications", "pretrainedmodels") or ckpt.variant != "default":
             raise WeightsMismatchError(f"{path}: is a {ckpt.variant!r}-variant checkpoint, not {variant!r}")
         ckpt.variant = variant
-        ckpt.spec()  # an unknown variant fails here
+        check_canonical(ckpt.tensors, ckpt.expected_shapes(), f"{path} (as variant {variant!r})",
+                        allow_nonfinite=True)  # an unknown variant, or one with other tensors, fails here
     return ckpt
 
 

@@ -14,9 +14,9 @@ from pathlib import Path
 import numpy as np
 
 from .atomic import atomic_path
-from .checkpoint import Checkpoint, check_architecture
+from .checkpoint import Checkpoint, check_architecture, infer_variant, tensor_variants
 from .errors import InputFileError, UnsafeInputError, WeightsMismatchError
-from .mapping import MAX_LISTED, to_canonical, to_native
+from .mapping import MAX_LISTED, plan, to_canonical, to_native
 
 SUFFIX = ".weights.h5"
 CODE_LAYERS = ("Lambda", "TFOpLambda")
@@ -59,13 +59,75 @@ def native_key(variable) -> str:
     return "/".join(variable.path.split("/")[-2:])
 
 
-def build_model(architecture, num_classes, aux_logits, input_size=None):
+# Variables of each weight-holding Keras layer, in creation order, with their canonical leaf.
+_LEAVES = {"Conv2D": (("kernel", "weight"), ("bias", "bias")), "Dense": (("kernel", "weight"), ("bias", "bias")),
+           "BatchNormalization": (("gamma", "weight"), ("beta", "bias"), ("moving_mean", "running_mean"),
+                                  ("moving_variance", "running_var"))}
+
+
+def _leaf_vars(layer):
+    from keras import layers
+
+    for cls, leaves in _LEAVES.items():
+        if isinstance(layer, getattr(layers, cls)):
+            skip = {"bias"} if cls != "BatchNormalization" and not layer.use_bias else set()
+            if cls == "BatchNormalization":
+                skip = ({"gamma"} if not layer.scale else set()) | ({"beta"} if not layer.center else set())
+            return [(var, leaf) for var, leaf in leaves if var not in skip]
+    return []
+
+
+def weights_model(architecture, num_classes, aux_logits, variant="default", canonical=None, where="keras model"):
+    """Our Keras model with each variable created directly, holding ``canonical``'s tensors (zeros
+    without), its shape read off the canonical table: the symbolic forward pass that builds it
+    otherwise costs 20-50 s for Inception-ResNet-v2 on the TF backend, most of a conversion.
+    Layer names, variable order and so the .weights.h5 layout are those of ``build_model``'s
+    model (``conformance/test_bridge.py`` loads these files into traced models). Enough to save,
+    load and read weights; to run it, use ``build_model``."""
+    import keras
+
+    from impls.keras3 import create_model
+    from impls.spec.tensors import canonical_shapes
+
+    from .layouts import canonical_key
+
+    kw = {"variant": variant} if variant and variant != "default" else {}
+    model = create_model(architecture, num_classes=num_classes, aux_logits=aux_logits, input_size=None, **kw)
+    table = canonical_shapes(model.spec)
+    leaves = [(layer, _leaf_vars(layer)) for layer in model._flatten_layers(include_self=False, recursive=True)]
+    shapes = {}
+    for layer, variables in leaves:
+        for var, leaf in variables:
+            key = f"{layer.name}/{var}"
+            (ck, layout), = canonical_key("keras", key)
+            shapes[key] = layout.native_shape(table[ck])
+    values = to_native("keras", canonical, shapes, where) if canonical is not None else None
+    for layer, variables in leaves:
+        for var, _ in variables:
+            key = f"{layer.name}/{var}"
+            init = keras.initializers.Zeros() if values is None else _constant(values[key])
+            setattr(layer, "kernel_initializer" if var == "kernel" else f"{var}_initializer", init)
+        if variables:
+            channels = shapes[f"{layer.name}/{variables[0][0]}"]
+            layer.build((None, channels[0]) if len(channels) == 2 else (None, None, None, channels[-2])
+                        if len(channels) == 4 else (None, None, None, channels[0]))
+    for layer in model._flatten_layers(include_self=True, recursive=True):
+        layer.built = True
+    return model
+
+
+def _constant(array):
+    return lambda shape, dtype=None: array
+
+
+def build_model(architecture, num_classes, aux_logits, input_size=None, variant="default"):
     from impls.keras3 import create_model
     from impls.spec import model_spec
 
     # Build at the architecture's own input size: Inception v3's aux head does not fit 224.
     input_size = input_size or model_spec(architecture).config.input_size[-1]
-    return create_model(architecture, num_classes=num_classes, aux_logits=aux_logits, input_size=input_size)
+    kw = {"variant": variant} if variant and variant != "default" else {}
+    return create_model(architecture, num_classes=num_classes, aux_logits=aux_logits, input_size=input_size, **kw)
 
 
 def load_into(model, ckpt: Checkpoint):
@@ -84,7 +146,9 @@ def from_model(model, architecture, allow_nonfinite=True, where=None) -> Checkpo
 
     native = {native_key(v): np.asarray(ops.convert_to_numpy(v.value), np.float32) for v in model.weights}
     spec = model.spec
-    ckpt = Checkpoint(architecture, {}, spec.num_classes, bool(spec.aux_heads), transform_input=spec.transform_input)
+    names = [ck for ck, _ in plan("keras", native, where or f"keras model {model.name}").values()]
+    ckpt = Checkpoint(architecture, {}, spec.num_classes, bool(spec.aux_heads), transform_input=spec.transform_input,
+                      variant=infer_variant(architecture, names, bool(spec.aux_heads)))
     ckpt.tensors = to_canonical("keras", native, ckpt.expected_shapes(), where or f"keras model {model.name}",
                                 allow_nonfinite)
     return ckpt
@@ -140,12 +204,25 @@ def read(path, architecture, allow_nonfinite=False) -> Checkpoint:
         refuse_archive(path)
     check_architecture(architecture, str(path))
     num_classes, aux = _peek_head(path, architecture)
-    model = build_model(architecture, num_classes, aux)
-    with tempfile.TemporaryDirectory(prefix="inception-bridge-") as ref:  # what Keras writes for this model
-        model.save_weights(str(Path(ref) / f"reference{SUFFIX}"))
-        _check_layout(path, _datasets(path), _datasets(Path(ref) / f"reference{SUFFIX}"), architecture)
+    found = _datasets(path)
+    model, expected = _reference(architecture, num_classes, aux, "default")
+    for variant in tensor_variants(architecture):  # a variant with other tensors, if the file has its layout
+        if found.keys() == expected.keys():
+            break
+        other = _reference(architecture, num_classes, aux, variant)
+        if found.keys() == other[1].keys():
+            model, expected = other
+    _check_layout(path, found, expected, architecture)
     load_weights(model, path, f"Keras {architecture} (num_classes={num_classes}, aux_logits={aux})")
     return from_model(model, architecture, allow_nonfinite, where=str(path))
+
+
+def _reference(architecture, num_classes, aux, variant):
+    """(our Keras model, the datasets Keras writes for it)."""
+    model = weights_model(architecture, num_classes, aux, variant=variant)
+    with tempfile.TemporaryDirectory(prefix="inception-bridge-") as ref:
+        model.save_weights(str(Path(ref) / f"reference{SUFFIX}"))
+        return model, _datasets(Path(ref) / f"reference{SUFFIX}")
 
 
 def load_weights(model, path, what: str):
@@ -162,7 +239,8 @@ def load_weights(model, path, what: str):
 def write(ckpt: Checkpoint, path, overwrite=False) -> Path:
     if not str(path).endswith(SUFFIX):
         raise WeightsMismatchError(f"{path}: Keras weight files must end in {SUFFIX}")
-    model = load_into(build_model(ckpt.architecture, ckpt.num_classes, ckpt.aux_logits), ckpt)
+    model = weights_model(ckpt.architecture, ckpt.num_classes, ckpt.aux_logits, ckpt.variant, ckpt.tensors,
+                          f"keras {ckpt.architecture}")
     with atomic_path(path, overwrite) as tmp:
         model.save_weights(str(tmp))
     return Path(path)

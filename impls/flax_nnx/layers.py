@@ -17,10 +17,10 @@ from ..spec import layers as L
 
 class ConvBlock(nnx.Module):
     def __init__(self, in_channels, out_channels, kernel_size=1, stride=1, padding=0, batch_norm=True, eps=1e-3,
-                 *, rngs: nnx.Rngs):
+                 bias=None, *, rngs: nnx.Rngs):
         k, s, p = L.pair(kernel_size), L.pair(stride), L.pair(padding)
         self.conv = nnx.Conv(in_channels, out_channels, k, s, padding=((p[0], p[0]), (p[1], p[1])),
-                             use_bias=not batch_norm, rngs=rngs)
+                             use_bias=not batch_norm if bias is None else bias, rngs=rngs)
         # flax momentum 0.9 == torch momentum 0.1 (flax weights the old statistic).
         self.bn = nnx.BatchNorm(out_channels, epsilon=eps, momentum=0.9, use_fast_variance=False,
                                 rngs=rngs) if batch_norm else None
@@ -204,7 +204,7 @@ def build(spec, rngs: nnx.Rngs):
     """The NNX module for one spec entry."""
     if isinstance(spec, L.ConvBlock):
         return ConvBlock(spec.in_channels, spec.out_channels, spec.kernel_size, spec.stride, spec.padding,
-                         spec.batch_norm, spec.bn_eps, rngs=rngs)
+                         spec.batch_norm, spec.bn_eps, spec.has_bias, rngs=rngs)
     if isinstance(spec, L.MaxPool):
         return MaxPool(spec)
     if isinstance(spec, L.AvgPool):

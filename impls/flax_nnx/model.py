@@ -27,9 +27,13 @@ class SpecModel(nnx.Module):
         taps = {tap: name for name, (tap, _) in spec.aux_heads.items()}
         aux = {}
         for name, _ in spec.stages:
-            x = getattr(self, name)(x)
-            if capture is not None:
-                capture[name] = x
+            if capture is not None and name in spec.capture_children:
+                for i, item in enumerate(getattr(self, name)):  # what Sequential does, item by item
+                    x = capture[f"{name}.{i}"] = item(x)
+            else:
+                x = getattr(self, name)(x)
+                if capture is not None:
+                    capture[name] = x
             head = taps.get(name)
             if head is not None and not self.deterministic:
                 aux[head] = getattr(self, head)(x)

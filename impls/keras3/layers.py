@@ -52,11 +52,11 @@ class BatchNorm(layers.BatchNormalization):
 
 class ConvBlock(layers.Layer):
     def __init__(self, in_channels, out_channels, kernel_size=1, stride=1, padding=0, batch_norm=True, eps=1e-3,
-                 **kwargs):
+                 bias=None, **kwargs):
         super().__init__(**kwargs)
         self.padding = L.pair(padding)
         self.conv = layers.Conv2D(out_channels, L.pair(kernel_size), L.pair(stride), padding="valid",
-                                  use_bias=not batch_norm, name=f"{self.name}-conv")
+                                  use_bias=not batch_norm if bias is None else bias, name=f"{self.name}-conv")
         # Keras momentum 0.9 == torch momentum 0.1 (Keras weights the old statistic).
         self.bn = BatchNorm(momentum=0.9, epsilon=eps, name=f"{self.name}-bn") if batch_norm else None
 
@@ -258,7 +258,7 @@ def build(spec, name: str):
     """The Keras layer for one spec entry, named by its canonical module path."""
     if isinstance(spec, L.ConvBlock):
         return ConvBlock(spec.in_channels, spec.out_channels, spec.kernel_size, spec.stride, spec.padding,
-                         spec.batch_norm, spec.bn_eps, name=name)
+                         spec.batch_norm, spec.bn_eps, spec.has_bias, name=name)
     simple = {L.MaxPool: MaxPool, L.AvgPool: AvgPool, L.AdaptiveAvgPool: AdaptiveAvgPool, L.LRN: LRN}
     if type(spec) in simple:
         return simple[type(spec)](spec, name=name)

@@ -36,9 +36,14 @@ class SpecModel(keras.Model):
             x = x * np.asarray(cfg.transform_scale, "float32") + np.asarray(cfg.transform_shift, "float32")
         aux = {}
         for (name, _), layer in zip(self.spec.stages, self.stage_layers):
-            x = layer(x, training=training)
-            if capture is not None:
-                capture[name] = x
+            # Item by item only once built: build()'s symbolic pass must call (and so build) the Sequence.
+            if capture is not None and name in self.spec.capture_children and self.built:
+                for i, item in enumerate(layer.items):
+                    x = capture[f"{name}.{i}"] = item(x, training=training)
+            else:
+                x = layer(x, training=training)
+                if capture is not None:
+                    capture[name] = x
             head = self._taps.get(name)
             if head is not None and training:
                 aux[head] = self.aux_layers[head](x, training=training)

@@ -15,7 +15,9 @@ class ModelSpec:
 
     ``stages`` run in order; ``aux_heads`` maps a head's name to (the stage whose output feeds
     it, its spec); ``output_fields`` gives the train-mode named tuple: (field, aux head name or
-    None for the main logits), in the peer library's order.
+    None for the main logits), in the peer library's order. ``capture_children`` names Sequential
+    stages (tuples) whose items per-block capture reports one by one as ``<stage>.<index>``
+    (Inception-v4's whole trunk is timm's one ``features`` Sequential).
     """
 
     arch: str
@@ -27,6 +29,21 @@ class ModelSpec:
     config: Any
 
     output_name: str = "Outputs"
+    capture_children: Tuple[str, ...] = ()
+
+    def block_names(self):
+        """What per-block capture reports, in forward order: each stage (or, for a stage in
+        ``capture_children``, each of its items), each aux head after the stage feeding it."""
+        taps = {tap: head for head, (tap, _) in self.aux_heads.items()}
+        names = []
+        for name, layer in self.stages:
+            if name in self.capture_children:
+                names += [f"{name}.{i}" for i in range(len(layer))]
+            else:
+                names.append(name)
+            if name in taps:
+                names.append(taps[name])
+        return names
 
     @property
     def outputs_type(self):

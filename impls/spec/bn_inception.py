@@ -9,9 +9,15 @@ paper removes both), no aux heads. Names follow seed 001's module (branch1..bran
 and torchvision's GoogLeNet stages. Pools are Caffe's (ceil mode) so 224 -> 112 -> 56 -> 28 ->
 14 -> 7; the pool branches' 3x3/1 avg pools leave the padding out of the divisor (seed 001).
 
-No peer is compared: ``pretrainedmodels``' ``bninception`` (the Caffe port) names its tensors
-flat (``inception_3a_1x1.weight``, ``inception_3a_1x1_bn.weight``), gives every conv a bias and
-uses BN eps 1e-5; it is a different checkpoint layout, not this one.
+Variant ``caffe`` is the network of ``pretrainedmodels``' ``bninception`` (Cadene's port of
+yjxiong's Caffe model, whose weights it loads): every conv keeps its bias in front of BN, BN eps
+1e-5, the pool branches' avg pools count the padding (torch's default), and the stride-2 modules'
+pass-through max pools are unpadded and ceil-mode (Caffe's), which lines their windows up one
+pixel differently from the padded 3x3/2 convs beside them and makes the branches disagree in size
+when the module's input is odd: the peer runs at 223..230 only (224 the native size). Its input is
+BGR in 0..255 minus the mean (104, 117, 128): preprocessing, recorded in the config, not built in.
+Its head is ``AvgPool2d(7)``, the global average at those sizes. Tensor names are ours
+(``weights_bridge.peers.pretrainedmodels`` maps its flat ``inception_3a_1x1_bn.weight`` ones).
 """
 from __future__ import annotations
 
@@ -52,12 +58,34 @@ class BNInceptionConfig:
     has_aux: bool = False
     padding_convention: str = "torch symmetric; max pools ceil mode (Caffe); avg pools count_include_pad=False"
     notes: str = field(default="BN-Inception (Ioffe & Szegedy 2015, Fig. 5); no pretrained weights", compare=False)
+    conv_bias: bool = False  # a bias on every conv, in front of BN (Caffe)
+    avg_pool_count_include_pad: bool = False
+    reduction_pool_padded: bool = True  # stride-2 modules: padded floor-mode pool, or Caffe's unpadded ceil mode
+    input_space: str = "RGB"
+    input_range: Tuple[float, float] = (0.0, 1.0)
+    verify_sizes: Tuple[int, ...] = (224, 199)  # sizes the conformance matrix runs by default
 
 
-def v2_module(cin, c1, r3, c3, rd, cd, pool, proj, stride=1, eps=1e-3) -> Branches:
+# Variant name (the neutral config.json's ``variant``) -> checkpoint facts.
+CONFIGS = {
+    "default": BNInceptionConfig(),
+    "caffe": BNInceptionConfig(
+        name="bn_inception_caffe", bn_eps=1e-5, conv_bias=True, avg_pool_count_include_pad=True,
+        reduction_pool_padded=False, mean=(104.0, 117.0, 128.0), std=(1.0, 1.0, 1.0), input_space="BGR",
+        input_range=(0.0, 255.0), verify_sizes=(224, 227),
+        padding_convention="torch symmetric; max pools ceil mode, the stride-2 modules' unpadded (Caffe); "
+                           "avg pools count_include_pad=True",
+        notes="pretrainedmodels bninception (yjxiong's Caffe BN-Inception): BGR 0..255 input minus "
+              "(104, 117, 128); runs at 223..230 only"),
+}
+VARIANTS = tuple(CONFIGS)
+
+
+def v2_module(cin, c1, r3, c3, rd, cd, pool, proj, stride=1, cfg: BNInceptionConfig = CONFIGS["default"]) -> Branches:
     """One Figure-5 module: 1x1 | 1x1 -> 3x3 | 1x1 -> 3x3 -> 3x3 | pool (-> 1x1 proj); at stride 2
     the 1x1 branch is absent and the pool passes its input through."""
-    conv = lambda i, o, k=1, s=1: ConvBlock(i, o, k, s, k // 2, True, eps)
+    eps = cfg.bn_eps
+    conv = lambda i, o, k=1, s=1: ConvBlock(i, o, k, s, k // 2, True, eps, cfg.conv_bias)
     paths = []
     if c1:
         paths.append((("branch1", conv(cin, c1)),))
@@ -66,24 +94,26 @@ def v2_module(cin, c1, r3, c3, rd, cd, pool, proj, stride=1, eps=1e-3) -> Branch
     if stride == 2:
         # Padded like the 3x3/2 convs beside it, so the branches agree at every input size (Caffe's
         # unpadded ceil-mode pool gives one pixel fewer when the module's input is odd).
-        paths.append((("branch4", MaxPool(3, 2, 1, ceil_mode=False)),))
+        p = MaxPool(3, 2, 1, ceil_mode=False) if cfg.reduction_pool_padded else MaxPool(3, 2, 0, ceil_mode=True)
+        paths.append((("branch4", p),))
     else:
-        p = AvgPool(3, 1, 1, count_include_pad=False) if pool == "avg" else MaxPool(3, 1, 1, ceil_mode=True)
+        p = (AvgPool(3, 1, 1, count_include_pad=cfg.avg_pool_count_include_pad) if pool == "avg"
+             else MaxPool(3, 1, 1, ceil_mode=True))
         paths.append((("branch4", (p, conv(cin, proj))),))
     return Branches(cin, tuple(paths), eps)
 
 
 def bn_inception_stages(cfg: BNInceptionConfig, num_classes: int, dropout: float):
-    eps = cfg.bn_eps
+    eps, bias = cfg.bn_eps, cfg.conv_bias
     pool = MaxPool(3, 2, 0, ceil_mode=True)
     stages = [
-        ("conv1", ConvBlock(3, 64, 7, 2, 3, True, eps)),  # N,64,112,112
+        ("conv1", ConvBlock(3, 64, 7, 2, 3, True, eps, bias)),  # N,64,112,112
         ("maxpool1", pool),  # N,64,56,56
-        ("conv2", ConvBlock(64, 64, 1, 1, 0, True, eps)),
-        ("conv3", ConvBlock(64, 192, 3, 1, 1, True, eps)),  # N,192,56,56
+        ("conv2", ConvBlock(64, 64, 1, 1, 0, True, eps, bias)),
+        ("conv3", ConvBlock(64, 192, 3, 1, 1, True, eps, bias)),  # N,192,56,56
         ("maxpool2", pool),  # N,192,28,28
     ]
-    stages += [(name, v2_module(*row, eps=eps)) for name, row in TABLE.items()]  # N,1024,7,7
+    stages += [(name, v2_module(*row, cfg=cfg)) for name, row in TABLE.items()]  # N,1024,7,7
     stages += [("avgpool", GlobalAvgPool()), ("dropout", Dropout(dropout)), ("fc", Linear(1024, num_classes))]
     return stages
 
@@ -92,11 +122,11 @@ def bn_inception_spec(num_classes=1000, aux_logits=False, transform_input=None, 
     """``aux_logits`` is accepted for a uniform factory signature and ignored (no aux heads)."""
     from . import ModelSpec
 
-    if variant not in (None, "default"):
-        raise ValueError(f"bn_inception has no variant {variant!r} (only 'default')")
+    if (variant or "default") not in CONFIGS:
+        raise ValueError(f"bn_inception has no variant {variant!r}; known: {', '.join(CONFIGS)}")
     if transform_input:
         raise ValueError("bn_inception has no transform_input")
-    cfg = BNInceptionConfig()
+    cfg = CONFIGS[variant or "default"]
     return ModelSpec(arch="bn_inception",
                      stages=tuple(bn_inception_stages(cfg, num_classes, cfg.dropout if dropout is None else dropout)),
                      aux_heads={}, output_fields=(("logits", None),), transform_input=False,

@@ -46,6 +46,21 @@ CONFIGS = {
     "inception_resnet_v2": InceptionV4Config(
         name="inception_resnet_v2", classifier="classif",
         notes="timm inception_resnet_v2.tf_in1k (TF-slim weights, input in [-1, 1])"),
+    # keras.applications.InceptionResNetV2: timm's layers, branch order and residual scales, and its
+    # paddings are torch's (stride-2 convs and pools 'valid', stride-1 convs 'same' with odd kernels,
+    # the 3x3/1 avg pool 'same' = count_include_pad=False); only its BN has no gamma (scale=False).
+    "inception_resnet_v2_keras": InceptionV4Config(
+        name="inception_resnet_v2_keras", classifier="classif", bn_scale=False,
+        padding_convention="torch symmetric (= Keras 'same' at stride 1, 'valid' at stride 2); max pools 3x3/2 "
+                           "floor mode; avg pools count_include_pad=False",
+        notes="keras.applications.InceptionResNetV2 (classifier_activation=None: logits); BN gamma fixed at 1 "
+              "(scale=False); input in [-1, 1] (keras' preprocess_input)"),
+}
+# Variant name (the neutral config.json's ``variant``) -> CONFIGS key, per architecture.
+VARIANTS = {
+    "inception_v4": {"default": "inception_v4", "timm": "inception_v4"},
+    "inception_resnet_v2": {"default": "inception_resnet_v2", "timm": "inception_resnet_v2",
+                            "keras": "inception_resnet_v2_keras"},
 }
 
 
@@ -233,11 +248,11 @@ def spec_builder(arch):
     def build(num_classes=1000, aux_logits=False, transform_input=None, dropout=None, variant="default"):
         from . import ModelSpec
 
-        if variant not in (None, "default", "timm"):
-            raise ValueError(f"{arch} has no variant {variant!r} (only 'default')")
+        if (variant or "default") not in VARIANTS[arch]:
+            raise ValueError(f"unknown {arch} variant {variant!r}; known: {', '.join(VARIANTS[arch])}")
         if transform_input:
             raise ValueError(f"{arch} has no transform_input (its weights expect input in [-1, 1])")
-        cfg = CONFIGS[arch]
+        cfg = CONFIGS[VARIANTS[arch][variant or "default"]]
         return ModelSpec(
             arch=arch,
             stages=tuple(STAGES[arch](cfg, num_classes, cfg.dropout if dropout is None else dropout)),
@@ -246,6 +261,8 @@ def spec_builder(arch):
             transform_input=False,
             num_classes=num_classes,
             config=cfg,
+            # Capture reports each stem conv and Inception/Reduction block, not the one Sequential.
+            capture_children=("features",) if arch == "inception_v4" else (),
         )
 
     return build

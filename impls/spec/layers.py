@@ -23,7 +23,8 @@ class ConvBlock:
     """Convolution, optional BatchNorm, ReLU: torchvision's ``BasicConv2d``.
 
     With ``batch_norm`` the convolution has no bias (BN's beta replaces it); without it
-    (the 2014 paper's GoogLeNet) the convolution carries a bias.
+    (the 2014 paper's GoogLeNet) the convolution carries a bias. ``conv_bias`` keeps the bias in
+    front of BN too, as Caffe ports do (pretrainedmodels' bninception): redundant, but a tensor.
     """
 
     in_channels: int
@@ -33,6 +34,11 @@ class ConvBlock:
     padding: Pair = (0, 0)  # symmetric, as torch's Conv2d(padding=...)
     batch_norm: bool = True
     bn_eps: float = 1e-3
+    conv_bias: bool = False
+
+    @property
+    def has_bias(self) -> bool:
+        return self.conv_bias or not self.batch_norm
 
     def __post_init__(self):
         for f in ("kernel_size", "stride", "padding"):

@@ -52,10 +52,9 @@ def _conv(spec: L.ConvBlock, in_shape: Shape, biases: bool):
     (kh, kw), (sh, sw), (ph, pw) = spec.kernel_size, spec.stride, spec.padding
     out = (spec.out_channels, conv_out(h, kh, sh, ph), conv_out(w, kw, sw, pw))
     weights = kh * kw * spec.in_channels * spec.out_channels
+    extra = spec.out_channels if spec.has_bias and biases else 0
     if spec.batch_norm:
-        extra = 2 * spec.out_channels  # gamma and beta; the conv has no bias
-    else:
-        extra = spec.out_channels if biases else 0
+        extra += 2 * spec.out_channels  # gamma and beta
     return out, weights + extra, weights * out[1] * out[2]
 
 

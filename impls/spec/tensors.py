@@ -31,11 +31,11 @@ def children(spec):
 def _leaves(spec, prefix: str, out: Dict[str, Tuple[int, ...]]):
     if isinstance(spec, L.ConvBlock):
         out[f"{prefix}.conv.weight"] = (spec.out_channels, spec.in_channels, *spec.kernel_size)
+        if spec.has_bias:
+            out[f"{prefix}.conv.bias"] = (spec.out_channels,)
         if spec.batch_norm:
             for leaf in ("weight", "bias", "running_mean", "running_var"):
                 out[f"{prefix}.bn.{leaf}"] = (spec.out_channels,)
-        else:
-            out[f"{prefix}.conv.bias"] = (spec.out_channels,)
     elif isinstance(spec, L.Linear):
         out[f"{prefix}.weight"] = (spec.out_features, spec.in_features)
         out[f"{prefix}.bias"] = (spec.out_features,)

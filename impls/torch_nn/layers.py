@@ -13,9 +13,11 @@ from ..spec import layers as L
 class BasicConv2d(nn.Module):
     """Conv (+ BN) + ReLU. Attribute names ``conv``/``bn`` are torchvision's."""
 
-    def __init__(self, in_channels, out_channels, kernel_size=1, stride=1, padding=0, batch_norm=True, eps=1e-3):
+    def __init__(self, in_channels, out_channels, kernel_size=1, stride=1, padding=0, batch_norm=True, eps=1e-3,
+                 bias=None):
         super().__init__()
-        self.conv = nn.Conv2d(in_channels, out_channels, kernel_size, stride, padding, bias=not batch_norm)
+        bias = not batch_norm if bias is None else bias
+        self.conv = nn.Conv2d(in_channels, out_channels, kernel_size, stride, padding, bias=bias)
         self.bn = nn.BatchNorm2d(out_channels, eps=eps) if batch_norm else None
 
     def forward(self, x):
@@ -131,7 +133,7 @@ def build(spec) -> nn.Module:
     """The torch module for one spec entry."""
     if isinstance(spec, L.ConvBlock):
         return BasicConv2d(spec.in_channels, spec.out_channels, spec.kernel_size, spec.stride, spec.padding,
-                           spec.batch_norm, spec.bn_eps)
+                           spec.batch_norm, spec.bn_eps, spec.has_bias)
     if isinstance(spec, L.MaxPool):
         return nn.MaxPool2d(spec.kernel_size, spec.stride, spec.padding, ceil_mode=spec.ceil_mode)
     if isinstance(spec, L.AvgPool):

@@ -31,14 +31,18 @@ class SpecModel(nn.Module):
 
     def forward_stages(self, x, capture=None):
         """Runs the trunk; returns (logits, aux outputs). ``capture`` (a dict) receives every
-        stage's output under its spec name."""
+        stage's output under its spec name (``spec.block_names()``)."""
         if self.transform_input:
             x = self._transform_input(x)
         aux = {}
         for name, _ in self.spec.stages:
-            x = getattr(self, name)(x)
-            if capture is not None:
-                capture[name] = x
+            if capture is not None and name in self.spec.capture_children:
+                for i, item in enumerate(getattr(self, name)):  # what nn.Sequential does, item by item
+                    x = capture[f"{name}.{i}"] = item(x)
+            else:
+                x = getattr(self, name)(x)
+                if capture is not None:
+                    capture[name] = x
             head = self._taps.get(name)
             if head is not None and self.training:
                 aux[head] = getattr(self, head)(x)

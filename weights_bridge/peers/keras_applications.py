@@ -26,6 +26,10 @@ layer's type, kernel, strides, padding, filters and BN settings are checked agai
 any difference is an error naming the Keras layer and what was expected and found.
 Files load with Keras' own ``load_weights`` (plain HDF5) or ``keras.saving.load_model(safe_mode=True)``,
 which refuses Lambda layers and other code.
+
+``keras.applications.InceptionResNetV2`` (same formats) is our ``inception_resnet_v2`` variant
+"keras": timm's layers and paddings, BN without gamma (same rule as above); its residual blocks
+and timm's nested Sequentials are walked by ``keras_applications_irv2``.
 """
 from __future__ import annotations
 
@@ -38,7 +42,11 @@ from ..checkpoint import Checkpoint, check_architecture
 from ..errors import InputFileError, UnsafeInputError, WeightsMismatchError
 from ..mapping import check_canonical
 
-ARCHITECTURES = ("inception_v3",)
+# Our architecture -> its keras.applications model (whose default ``name`` is our architecture's).
+# InceptionResNetV2 is our ``inception_resnet_v2`` variant "keras" (timm's layers, BN without
+# gamma); its residual blocks are walked by ``keras_applications_irv2.Walker``.
+KERAS_MODELS = {"inception_v3": "InceptionV3", "inception_resnet_v2": "InceptionResNetV2"}
+ARCHITECTURES = tuple(KERAS_MODELS)
 VARIANT = "keras"
 SUFFIXES = (".weights.h5", ".keras", ".h5")
 
@@ -53,6 +61,8 @@ class _Walker:
     def __init__(self, model, spec, where):
         self.spec, self.where = spec, where
         self.convs = {}  # canonical prefix -> (Conv2D, BatchNormalization)
+        self.biased = {}  # canonical prefix -> Conv2D with bias, no BN (IRv2's residual up-projections)
+        self.stages = {}  # our stage name -> the Keras layer whose output it is (verify --layers)
         self.dense = None
         self.output = model.outputs[0]._keras_history.operation if len(model.outputs) == 1 else None
         if self.output is None:
@@ -165,6 +175,7 @@ class _Walker:
 
         cur = self.output
         for name, spec in reversed(self.spec.stages):
+            self.stages[name] = cur
             if isinstance(spec, L.Dropout):
                 if type(cur).__name__ == "Dropout":
                     cur = self.parent(cur)
@@ -188,24 +199,32 @@ class _Walker:
         return self
 
 
-def _spec(num_classes):
+def _spec(num_classes, architecture="inception_v3"):
     from impls.spec import model_spec
 
-    return model_spec("inception_v3", num_classes=num_classes, aux_logits=False, variant=VARIANT)
+    return model_spec(architecture, num_classes=num_classes, aux_logits=False, variant=VARIANT)
 
 
-def _walk(model, num_classes, where):
-    return _Walker(model, _spec(num_classes), where).run()
+def _walk(model, num_classes, where, architecture="inception_v3"):
+    from .keras_applications_irv2 import Walker
+
+    return Walker(model, _spec(num_classes, architecture), where).run()
 
 
-def to_checkpoint(model, where, allow_nonfinite=False) -> Checkpoint:
-    """A live keras.applications InceptionV3's weights as a canonical "keras"-variant checkpoint."""
+def _label(architecture):
+    return f"keras.applications {KERAS_MODELS[architecture]}"
+
+
+def to_checkpoint(model, where, allow_nonfinite=False, architecture=None) -> Checkpoint:
+    """A live keras.applications model's weights as a canonical "keras"-variant checkpoint of
+    ``architecture`` (default: the model's name if it is one of ours, else inception_v3)."""
     from keras import ops
 
+    architecture = architecture or (model.name if model.name in KERAS_MODELS else "inception_v3")
     if len(model.outputs) != 1 or len(model.outputs[0].shape) != 2:
         _fail(where, "expected a model with one (batch, classes) output: include_top=True")
     num_classes = int(model.outputs[0].shape[-1])
-    w = _walk(model, num_classes, where)
+    w = _walk(model, num_classes, where, architecture)
     arr = lambda v: np.asarray(ops.convert_to_numpy(v), dtype=np.float32) if v.dtype == "float32" else _fail(
         where, f"Keras variable {v.path!r} has dtype {v.dtype}, expected float32 (the bridge never casts silently)")
     tensors = {}
@@ -215,53 +234,68 @@ def to_checkpoint(model, where, allow_nonfinite=False) -> Checkpoint:
         tensors[f"{prefix}.bn.bias"] = arr(bn.beta)
         tensors[f"{prefix}.bn.running_mean"] = arr(bn.moving_mean)
         tensors[f"{prefix}.bn.running_var"] = arr(bn.moving_variance)
-    tensors["fc.weight"] = np.ascontiguousarray(arr(w.dense.kernel).T)
-    tensors["fc.bias"] = arr(w.dense.bias)
-    ckpt = Checkpoint("inception_v3", tensors, num_classes, aux_logits=False, variant=VARIANT)
+    for prefix, conv in w.biased.items():
+        tensors[f"{prefix}.weight"] = np.ascontiguousarray(np.transpose(arr(conv.kernel), (3, 2, 0, 1)))
+        tensors[f"{prefix}.bias"] = arr(conv.bias)
+    fc = w.spec.stages[-1][0]  # fc (torchvision) / classif (timm IRv2)
+    tensors[f"{fc}.weight"] = np.ascontiguousarray(arr(w.dense.kernel).T)
+    tensors[f"{fc}.bias"] = arr(w.dense.bias)
+    ckpt = Checkpoint(architecture, tensors, num_classes, aux_logits=False, variant=VARIANT)
     check_canonical(tensors, ckpt.expected_shapes(), where, allow_nonfinite)
     return ckpt
 
 
 def load_into(model, ckpt: Checkpoint, where):
-    """Assigns a "keras"-variant checkpoint to a live keras.applications InceptionV3, strictly."""
+    """Assigns a "keras"-variant checkpoint to a live keras.applications model, strictly."""
     check_exportable(ckpt, where)
-    w = _walk(model, ckpt.num_classes, where)
+    w = _walk(model, ckpt.num_classes, where, ckpt.architecture)
     t = ckpt.tensors
     for prefix, (conv, bn) in w.convs.items():
         conv.kernel.assign(np.transpose(t[f"{prefix}.conv.weight"], (2, 3, 1, 0)))
         bn.beta.assign(t[f"{prefix}.bn.bias"])
         bn.moving_mean.assign(t[f"{prefix}.bn.running_mean"])
         bn.moving_variance.assign(t[f"{prefix}.bn.running_var"])
-    w.dense.kernel.assign(np.ascontiguousarray(t["fc.weight"].T))
-    w.dense.bias.assign(t["fc.bias"])
+    for prefix, conv in w.biased.items():
+        conv.kernel.assign(np.transpose(t[f"{prefix}.weight"], (2, 3, 1, 0)))
+        conv.bias.assign(t[f"{prefix}.bias"])
+    fc = w.spec.stages[-1][0]
+    w.dense.kernel.assign(np.ascontiguousarray(t[f"{fc}.weight"].T))
+    w.dense.bias.assign(t[f"{fc}.bias"])
     return model
 
 
 def check_exportable(ckpt: Checkpoint, where):
     if ckpt.architecture not in ARCHITECTURES:
         _fail(where, f"keras.applications checkpoints exist for {', '.join(ARCHITECTURES)}, not {ckpt.architecture!r}")
-    if ckpt.spec().config.avg_pool_count_include_pad:
+    label = _label(ckpt.architecture)
+    if getattr(ckpt.spec().config, "avg_pool_count_include_pad", False):
         _fail(where, f"a {ckpt.variant!r}-variant checkpoint averages its pools with the padding counted; "
-                     f"keras.applications InceptionV3 leaves it out, so it would compute different numbers. "
+                     f"{label} leaves it out, so it would compute different numbers. "
                      f"Only variant {VARIANT!r} checkpoints (e.g. read from keras.applications) export to it")
+    # Any other layer difference computes different numbers too. IRv2's default (timm) and keras
+    # variants have the same layers: only gamma, checked below, can keep one from exporting.
+    if ckpt.spec().stages != _spec(ckpt.num_classes, ckpt.architecture).stages:
+        _fail(where, f"a {ckpt.variant!r}-variant {ckpt.architecture}'s layers (padding, pooling) differ from "
+                     f"{label}'s; only variant {VARIANT!r} checkpoints export to it")
     if ckpt.aux_logits:
-        _fail(where, "keras.applications InceptionV3 has no aux head; this checkpoint has one (AuxLogits.*)")
+        _fail(where, f"{label} has no aux head; this checkpoint has one (AuxLogits.*)")
     if ckpt.transform_input:
-        _fail(where, "keras.applications InceptionV3 has no transform_input; this checkpoint uses it")
+        _fail(where, f"{label} has no transform_input; this checkpoint uses it")
     bad = [k for k, v in ckpt.tensors.items() if k.endswith(".bn.weight") and not np.all(v == 1.0)]
     if bad:
-        _fail(where, f"keras.applications InceptionV3's BN has no gamma (scale=False), but {len(bad)} BN layers "
+        _fail(where, f"{label}'s BN has no gamma (scale=False), but {len(bad)} BN layers "
                      f"have gamma != 1, e.g. {bad[0]!r}; refusing a lossy export")
 
 
-def build(num_classes, input_size=299):
+def build(num_classes, input_size=299, architecture="inception_v3"):
     import keras
 
-    return keras.applications.InceptionV3(weights=None, include_top=True, classes=num_classes,
-                                          classifier_activation=None, input_shape=(input_size, input_size, 3))
+    factory = getattr(keras.applications, KERAS_MODELS[architecture])
+    return factory(weights=None, include_top=True, classes=num_classes, classifier_activation=None,
+                   input_shape=(input_size, input_size, 3))
 
 
-def peek_num_classes(path: Path) -> int:
+def peek_num_classes(path: Path, architecture="inception_v3") -> int:
     """The classifier's width from the HDF5 file: its only 2-D dataset is the Dense kernel (in, out)."""
     import h5py
 
@@ -272,8 +306,9 @@ def peek_num_classes(path: Path) -> int:
     except OSError as e:
         raise InputFileError(f"{path}: not a readable HDF5 file ({e})") from None
     kernels = [(n, s) for n, s in found if len(s) == 2]
-    if len(kernels) != 1 or kernels[0][1][0] != 2048:
-        _fail(path, f"expected one classifier kernel of shape (2048, classes) in a keras.applications InceptionV3 "
+    features = _spec(1, architecture).stages[-1][1].in_features
+    if len(kernels) != 1 or kernels[0][1][0] != features:
+        _fail(path, f"expected one classifier kernel of shape ({features}, classes) in a {_label(architecture)} "
                     f"weights file (include_top=True), found {[s for _, s in kernels] or 'none'}")
     return int(kernels[0][1][1])
 
@@ -300,9 +335,10 @@ def _refuse_code(path: Path):
                                f"expected none)")
 
 
-def load_model(path, input_size=299):
+def load_model(path, input_size=299, architecture="inception_v3"):
     """The Keras model a file describes: .keras through ``load_model(safe_mode=True)``, weight files
-    loaded into a fresh ``keras.applications.InceptionV3(classifier_activation=None)``."""
+    loaded into a fresh ``keras.applications.InceptionV3(classifier_activation=None)`` (or the
+    architecture's model, ``KERAS_MODELS``)."""
     import keras
 
     path = Path(path)
@@ -320,7 +356,8 @@ def load_model(path, input_size=299):
             raise InputFileError(f"{path}: not a readable .keras file ({type(e).__name__}: {e})") from None
     from ..keras_io import load_weights
 
-    return load_weights(build(peek_num_classes(path), input_size), path, "keras.applications InceptionV3")
+    return load_weights(build(peek_num_classes(path, architecture), input_size, architecture), path,
+                        _label(architecture))
 
 
 def read(path, architecture, allow_nonfinite=False) -> Checkpoint:
@@ -328,13 +365,14 @@ def read(path, architecture, allow_nonfinite=False) -> Checkpoint:
     if architecture not in ARCHITECTURES:
         _fail(path, f"keras.applications checkpoints are supported for {', '.join(ARCHITECTURES)}, "
                     f"not {architecture!r}")
-    return to_checkpoint(load_model(path), str(path), allow_nonfinite)
+    return to_checkpoint(load_model(path, architecture=architecture), str(path), allow_nonfinite, architecture)
 
 
 def write(ckpt: Checkpoint, path, overwrite=False) -> Path:
     if not str(path).endswith((".weights.h5", ".keras")):
         _fail(path, "keras.applications files must end in .weights.h5 (weights) or .keras (whole model)")
-    model = load_into(build(ckpt.num_classes), ckpt, str(path))
+    check_exportable(ckpt, str(path))  # before building the (large) Keras model
+    model = load_into(build(ckpt.num_classes, architecture=ckpt.architecture), ckpt, str(path))
     with atomic_path(path, overwrite) as tmp:
         model.save(str(tmp)) if str(path).endswith(".keras") else model.save_weights(str(tmp))
     return Path(path)
