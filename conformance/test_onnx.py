@@ -1,14 +1,23 @@
 """ONNX export (``weights_bridge.onnx_export``, ``inception-bridge export-onnx``): the exported
 graph agrees with our PyTorch model in onnxruntime within 1e-5 x max|logit| at two batch
-sizes (one file, dynamic batch), and a failed export leaves nothing behind."""
+sizes (one file, dynamic batch), and a failed export leaves nothing behind.
+
+The Keras export (``--framework keras``: TensorFlow backend through tf2onnx, in a worker
+process; this process never imports keras) checks itself against Keras at batch 1 and 3; here
+its file is checked from outside: NHWC input with a dynamic batch, the logits of our PyTorch
+model and of the PyTorch export for the same image (after the NCHW -> NHWC transpose), and
+(slow tier) those of the suite's own Keras worker."""
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
 
+import numpy as np
 import pytest
 
 from conformance.conftest import REPO, run_cli
+from conformance.tolerances import within
 
 RTOL = 1e-5
 
@@ -22,16 +31,32 @@ def weights(googlenet_pth, tmp_path_factory):
     return {"googlenet": googlenet_pth, "googlenet_paper": paper}
 
 
+@pytest.fixture(scope="module")
+def torch_onnx(weights, tmp_path_factory):
+    """arch -> (file, export result), each exported once from PyTorch (the Keras tests reuse googlenet's)."""
+    from weights_bridge.onnx_export import export_onnx
+
+    done = {}
+
+    def get(arch):
+        if arch not in done:
+            out = tmp_path_factory.mktemp(f"onnx-{arch}") / f"{arch}.onnx"
+            done[arch] = out, export_onnx(arch, weights[arch], out)
+        return done[arch]
+
+    return get
+
+
 @pytest.mark.parametrize("arch", ["googlenet", "googlenet_paper"])
-def test_export_agrees_with_torch(arch, weights, tmp_path):
+def test_export_agrees_with_torch(arch, weights, torch_onnx):
     import onnx
 
-    from weights_bridge.onnx_export import DEFAULT_OPSET, build_torch_model, check_onnx, export_onnx
+    from weights_bridge.onnx_export import DEFAULT_OPSET, check_onnx
+    from weights_bridge.torch_io import build_model as build_torch_model
     from weights_bridge import read
 
-    out = tmp_path / f"{arch}.onnx"
-    res = export_onnx(arch, weights[arch], out)
-    assert out.is_file() and sorted(p.name for p in tmp_path.iterdir()) == [out.name]
+    out, res = torch_onnx(arch)
+    assert out.is_file() and sorted(p.name for p in out.parent.iterdir()) == [out.name]
     assert res["opset"] == DEFAULT_OPSET == 10
     assert set(res["max_rel"]) == {1, 3} and all(d <= RTOL for d in res["max_rel"].values()), res["max_rel"]
 
@@ -74,3 +99,110 @@ def test_cli_bad_weights_writes_nothing(weights, tmp_path):
     wrong = run_cli("export-onnx", "googlenet", weights["googlenet_paper"], out)  # wrong architecture
     assert wrong.returncode == 5, wrong.stderr
     assert list(out.parent.iterdir()) == []
+
+
+@pytest.fixture(scope="module")
+def exported(googlenet_pth, torch_onnx, tmp_path_factory):
+    """googlenet exported from Keras through the CLI (and from PyTorch, shared with the tests above)."""
+    d = tmp_path_factory.mktemp("onnx-keras")
+    proc = run_cli("export-onnx", "googlenet", googlenet_pth, d / "keras.onnx", "--framework", "keras")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return {"dir": d, "keras": d / "keras.onnx", "torch": torch_onnx("googlenet")[0], "stdout": proc.stdout}
+
+
+_SESSIONS = {}
+
+
+def _run(path, x):
+    from weights_bridge.onnx_export import session
+
+    if path not in _SESSIONS:
+        _SESSIONS[path] = session(path)
+    return _SESSIONS[path].run(None, {"input": x})[0]
+
+
+def _agree(ref, got, what):
+    err = float(np.max(np.abs(ref - got)))
+    assert ref.shape == got.shape and within(err, float(np.max(np.abs(ref))), "eval"), \
+        f"{what}: max|Δ| {err:.2e}, {err / np.max(np.abs(ref)):.2e} relative"
+
+
+def test_keras_export_file(exported):
+    import onnx
+
+    assert sorted(p.name for p in exported["dir"].iterdir()) == ["keras.onnx"]  # no temporaries
+    # the export's own check against Keras at batch 1 and 3, as the CLI reports it
+    reported = dict(re.findall(r"batch (\d+): ([0-9.e+-]+)", exported["stdout"]))
+    assert "onnxruntime vs Keras" in exported["stdout"] and "input NHWC" in exported["stdout"]
+    assert set(reported) == {"1", "3"} and all(float(d) <= RTOL for d in reported.values()), exported["stdout"]
+    model = onnx.load(str(exported["keras"]))
+    assert {o.domain: o.version for o in model.opset_import}.get("") == 10  # as requested (default)
+    dims = lambda v: [d.dim_param or d.dim_value for d in v.type.tensor_type.shape.dim]
+    assert [(v.name, dims(v)) for v in (*model.graph.input, *model.graph.output)] == [
+        ("input", ["batch", 224, 224, 3]), ("logits", ["batch", 1000])]
+
+
+def test_keras_onnx_matches_torch(exported, googlenet_pth):
+    """Dynamic batch (2: neither traced nor self-checked; 5 in the slow tier) against our PyTorch
+    model, and the two ONNX files against each other on the same images."""
+    import torch
+
+    from weights_bridge import read
+    from weights_bridge.torch_io import build_model as build_torch_model
+
+    model = build_torch_model(read(googlenet_pth, architecture="googlenet"))
+    rng = np.random.default_rng(2024)
+    for n in (2,):
+        x = rng.standard_normal((n, 3, 224, 224), dtype=np.float32)
+        with torch.no_grad():
+            ref = model(torch.from_numpy(x)).numpy()
+        from_keras = _run(exported["keras"], np.ascontiguousarray(x.transpose(0, 2, 3, 1)))
+        _agree(ref, from_keras, f"Keras ONNX vs PyTorch, batch {n}")
+        _agree(_run(exported["torch"], x), from_keras, f"Keras ONNX vs PyTorch ONNX, batch {n}")
+
+
+def test_keras_export_bad_input_writes_nothing(googlenet_pth, tmp_path, monkeypatch):
+    import importlib.util
+
+    from weights_bridge import BridgeError
+    from weights_bridge.onnx_export import export_onnx
+
+    out = tmp_path / "out" / "x.onnx"
+    out.parent.mkdir()
+    bad = tmp_path / "bad.pth"
+    bad.write_bytes(b"not a checkpoint")
+    proc = run_cli("export-onnx", "googlenet", bad, out, "--framework", "keras")  # read before any export
+    assert proc.returncode == 3 and "bad.pth" in proc.stderr, proc.stderr
+    find_spec = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec",
+                        lambda name, *a: None if name == "tf2onnx" else find_spec(name, *a))
+    with pytest.raises(BridgeError, match="needs tf2onnx"):
+        export_onnx("googlenet", googlenet_pth, out, framework="keras")
+    assert list(out.parent.iterdir()) == []
+
+
+@pytest.mark.slow
+def test_keras_onnx_matches_keras_worker(exported, googlenet_pth, tmp_path):
+    """The file against our Keras model run by the suite's own Keras worker (not the exporter)."""
+    from conformance import matrix
+
+    weights = {"safetensors": tmp_path / "g.neutral", "keras": tmp_path / "g.weights.h5"}
+    for dst in weights.values():
+        run_cli("convert", googlenet_pth, dst, "--arch", "googlenet", "--quiet", check=True)
+    task = matrix.Task("googlenet", "eval", 224, batch=5)
+    out = matrix.run_workers(["keras-tensorflow"], [task], {"googlenet": {k: str(v) for k, v in weights.items()}},
+                             tmp_path, jobs=1)["keras-tensorflow"]
+    assert not isinstance(out, Exception), out
+    x = np.load(matrix.make_inputs([task], tmp_path)[task.id])
+    from_keras = _run(exported["keras"], np.ascontiguousarray(x.transpose(0, 2, 3, 1)))
+    _agree(matrix.load_outputs(out, task)["logits"], from_keras, "Keras ONNX vs Keras, batch 5")
+
+
+@pytest.mark.slow
+def test_keras_tolerance_failure_writes_nothing(googlenet_pth, tmp_path):
+    from weights_bridge import ToleranceError
+    from weights_bridge.onnx_export import export_onnx
+
+    with pytest.raises(ToleranceError, match="onnxruntime disagrees with Keras"):
+        export_onnx("googlenet", googlenet_pth, tmp_path / "x.onnx", rtol=0.0, framework="keras")
+    assert list(tmp_path.iterdir()) == []

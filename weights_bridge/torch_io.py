@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 
 from .atomic import atomic_path
-from .checkpoint import Checkpoint, infer_head
+from .checkpoint import Checkpoint, infer_head, infer_variant
 from .errors import InputFileError, UnsafeInputError, WeightsMismatchError
 from .mapping import check_canonical
 
@@ -65,7 +65,7 @@ def load_state_dict(path) -> dict:
 def read(path, architecture, allow_nonfinite=False) -> Checkpoint:
     tensors = load_state_dict(path)
     num_classes, aux = infer_head(architecture, {k: v.shape for k, v in tensors.items()}, str(path))
-    ckpt = Checkpoint(architecture, tensors, num_classes, aux)
+    ckpt = Checkpoint(architecture, tensors, num_classes, aux, variant=infer_variant(architecture, tensors, aux))
     check_canonical(tensors, ckpt.expected_shapes(), str(path), allow_nonfinite)
     return ckpt
 
@@ -80,6 +80,17 @@ def state_dict(ckpt: Checkpoint) -> dict:
         if k.endswith(".running_var"):
             sd[k[: -len("running_var")] + "num_batches_tracked"] = torch.tensor(0, dtype=torch.long)
     return sd
+
+
+def build_model(ckpt: Checkpoint):
+    """Our PyTorch model for a checkpoint, weights loaded strictly, in eval mode."""
+    from impls.torch_nn import create_model
+
+    variant = {"variant": ckpt.variant} if ckpt.variant != "default" else {}  # keras.applications' pools
+    model = create_model(ckpt.architecture, num_classes=ckpt.num_classes, aux_logits=ckpt.aux_logits,
+                         transform_input=ckpt.transform_input, **variant)
+    model.load_state_dict(state_dict(ckpt), strict=True)
+    return model.eval()
 
 
 def write(ckpt: Checkpoint, path, overwrite=False) -> Path:
