@@ -108,6 +108,16 @@ def _torch_procedure(model, x, y, hp, counts=None):
     res.update({f"grad:{k}": g for k, g in grads.items()})
     sd = model.state_dict()
     res.update({f"stat:{k}": sd[k].clone() for k in sd if k.endswith(("running_mean", "running_var"))})
+    res.update(_torch_steps(params, w0, grads, hp))
+    return {k: v.cpu().numpy() for k, v in res.items()}
+
+
+def _torch_steps(params, w0, grads, hp):
+    """Every optimizer applied hp["steps"] times to ``grads``, each from the weights ``w0``
+    (params are left at the last optimizer's result)."""
+    import torch
+
+    res = {}
     for name in hp["optimizers"]:
         with torch.no_grad():
             for k, p in params.items():
@@ -118,7 +128,7 @@ def _torch_procedure(model, x, y, hp, counts=None):
                 p.grad = grads[k].clone()
             opt.step()
             res.update({f"{name}{step}:{k}": p.detach().clone() for k, p in params.items()})
-    return {k: v.cpu().numpy() for k, v in res.items()}
+    return res
 
 
 def run_torch(job, x, y, hp):
@@ -187,7 +197,9 @@ def _optax(name, hp):
                                             eps_in_sqrt=name == "rmsprop_in"))
 
 
-def run_flax(job, x, y, hp):
+def run_flax(job, x, y, hp, mesh=None):
+    """``mesh``: a 1-D jax.sharding.Mesh to run data parallel on (conformance.dp_worker): the
+    model state replicated, the batch split along the mesh's axis, one jit over all devices."""
     import flax.serialization
     import jax
     import optax
@@ -202,6 +214,13 @@ def run_flax(job, x, y, hp):
         model = build_model(job["arch"], flax.serialization.msgpack_restore(f.read()), **_model_kwargs(job))
     model.train()
     num_classes = model.spec.num_classes
+    xh = np.transpose(x, (0, 2, 3, 1))
+    if mesh is not None:
+        from jax.sharding import NamedSharding, PartitionSpec
+
+        nnx.update(model, jax.device_put(nnx.state(model), NamedSharding(mesh, PartitionSpec())))
+        xh, y = (jax.device_put(a, NamedSharding(mesh, PartitionSpec(mesh.axis_names[0]))) for a in (xh, y))
+        info["input_devices"] = len(xh.sharding.device_set)
 
     def loss_of(out, y):
         ce = lambda logits: optax.softmax_cross_entropy(
@@ -215,7 +234,7 @@ def run_flax(job, x, y, hp):
         return nnx.value_and_grad(lambda m: loss_of(m(x), y))(model)
 
     t0 = time.perf_counter()
-    loss, grads = forward_backward(model, np.transpose(x, (0, 2, 3, 1)), y)
+    loss, grads = forward_backward(model, xh, y)
     res = {"loss": np.asarray(loss)}
     grads = nnx.to_pure_dict(grads)
     res.update({f"grad:{k}": v for k, v in _canonical("flax", dict(_flat(grads)), "flax grads").items()})
@@ -274,7 +293,9 @@ def _keras_optimizer(name, hp):
     return cls(o["lr"], rho=o["rho"], momentum=o["momentum"], epsilon=o["eps"])
 
 
-def run_keras(job, x, y, hp, backend):
+def run_keras(job, x, y, hp, backend, place=None):
+    """``place``: puts the NHWC batch and one-hot labels where they belong (conformance.dp_worker:
+    split across devices by the active keras.distribution)."""
     import contextlib
 
     import keras
@@ -290,6 +311,8 @@ def run_keras(job, x, y, hp, backend):
     model.load_weights(job["weights"]["keras"])
     xh = np.transpose(x, (0, 2, 3, 1))
     yh = np.eye(model.spec.num_classes, dtype=np.float32)[y]
+    if place is not None:
+        xh, yh = place(xh), place(yh)
     cce = keras.losses.CategoricalCrossentropy(from_logits=True, label_smoothing=hp["label_smoothing"])
 
     def loss_of(out, y):

@@ -344,7 +344,13 @@ def cli_verify_train(a):
     impls = [i for i in a.impls.split(",") if i in IMPLS] if a.impls else None
     print(f"verifying one training step of {a.arch} (workers in {workdir})", file=sys.stderr, flush=True)
     res = train_agreement(a.arch, workdir, impls, a.seed, weights=weights)
+    if getattr(a, "data_parallel", False):  # DDP, JAX and Keras DataParallel against one device
+        from .data_parallel import add_to_training, contrast_table
+
+        res = add_to_training(res, a.arch, workdir, weights, impls)
     print(table(res))
+    if getattr(a, "data_parallel", False):
+        print(contrast_table(res))
     for impl, err in res["errors"].items():
         print(f"\n{impl}: worker failed: {err}")
     report = to_json(res)
