@@ -60,3 +60,13 @@ def material(googlenet_pth, tmp_path_factory):
     from conformance.hostile import Material
 
     return Material(tmp_path_factory.mktemp("material"), googlenet_pth)
+
+
+def require(*modules):
+    """Skip unless every module is installed, without importing it: keras/tensorflow must never
+    be imported in the pytest process (a later torchvision or timm import would segfault)."""
+    import importlib.util
+
+    missing = [m for m in modules if importlib.util.find_spec(m) is None]
+    if missing:
+        pytest.skip(f"needs {', '.join(missing)}")

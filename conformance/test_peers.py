@@ -13,7 +13,7 @@ import torch
 
 import weights_bridge as wb
 from weights_bridge import torch_io
-from conformance.conftest import REPO, run_cli
+from conformance.conftest import REPO, require, run_cli
 from conformance.tolerances import within
 from impls.spec import model_spec
 from impls.spec.summary import summarize
@@ -142,8 +142,7 @@ def _keras(code, tmp_path, **env):
 
 @pytest.fixture(scope="module")
 def keras_apps_file(tmp_path_factory):
-    pytest.importorskip("keras")
-    pytest.importorskip("tensorflow")
+    require("keras", "tensorflow")
     path = tmp_path_factory.mktemp("keras_apps") / "inception_v3.weights.h5"
     _keras(f"from conformance.keras_applications_weights import make\nmake({str(path)!r}, seed=5, num_classes=10)\n",
            path.parent)
@@ -181,7 +180,7 @@ def test_keras_applications_round_trip_is_lossless(keras_apps_file, tmp_path):
 
 
 def test_keras_applications_export_refuses_gamma_and_aux(tmp_path):
-    pytest.importorskip("keras")
+    require("keras")
     spec = model_spec("inception_v3", num_classes=10, aux_logits=False, variant="keras")
     tensors = {k: np.full(s, 0.5, np.float32) for k, s in canonical_shapes(spec).items()}
     wb.write(wb.Checkpoint("inception_v3", tensors, 10, False, variant="keras"), tmp_path / "g")
@@ -199,7 +198,7 @@ def test_keras_applications_agrees_with_ours(keras_apps_file, tmp_path):
     statistics of 2 images, 8x8 maps) puts PyTorch fp32 itself 2.3e-5 relative from fp64 on these
     weights (measured), so any two frameworks, ours among themselves included, can sit ~5-9e-5
     apart relative to max|logit| ~ 1, just past the 5e-5 train bound."""
-    pytest.importorskip("tensorflow")
+    require("tensorflow")
     out = _keras("import keras\nprint(keras.applications.InceptionV3(weights=None).count_params())\n", tmp_path)
     assert int(out.split()[-1]) == KERAS_APPS_PARAMS
     report = tmp_path / "m.json"
