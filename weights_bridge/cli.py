@@ -14,7 +14,7 @@ from pathlib import Path
 
 from .errors import BridgeError, ToleranceError
 
-FORMAT_NAMES = ("safetensors", "torch", "flax", "keras", "timm", "keras-applications")
+FORMAT_NAMES = ("safetensors", "torch", "flax", "keras", "timm", "keras-applications", "pretrainedmodels")
 
 
 def _architectures():
@@ -73,6 +73,8 @@ def cmd_verify(a):
         from conformance.training import cli_verify_train
 
         return cli_verify_train(a)
+    if getattr(a, "data_parallel", False):
+        raise BridgeError("--data-parallel compares a training step: use it with --train")
     from conformance.matrix import agreement, implementations, to_json
 
     workdir = Path(a.workdir or tempfile.mkdtemp(prefix="inception-bridge-verify-"))
@@ -121,26 +123,26 @@ def cmd_diagnose(a):
     import numpy as np
 
     from conformance.diagnose import diagnose, format_report
-    from impls.torch_nn import create_model
 
     from .formats import read
-    from .torch_io import state_dict
+    from .torch_io import build_model
 
     ckpt = read(a.weights, architecture=a.arch)
     size = a.size or ckpt.spec().config.input_size[-1]
     if a.against.endswith(".npz"):
         peer = np.load(a.against)
-        if "logits" not in peer:
-            raise BridgeError(f"{a.against}: expected an array 'logits' (and optionally 'input', NCHW)")
+        heads = list(ckpt.spec().aux_heads)
+        unknown = sorted(set(peer.files) - {"logits", "input", *heads})
+        if "logits" not in peer or unknown:
+            raise BridgeError(f"{a.against}: expected an array 'logits' (optionally 'input', NCHW, and eval-mode aux "
+                              f"head outputs named {heads or 'nothing: this checkpoint has no aux heads'}); "
+                              f"found {sorted(peer.files)}")
         x = peer["input"].astype(np.float32) if "input" in peer else _diagnose_input(size)
-        peer_logits = peer["logits"]
+        peer_logits = {k: peer[k] for k in ("logits", *heads) if k in peer}
     else:
         x = _diagnose_input(size)
         peer_logits = _peer_logits(a, x)
-    model = create_model(a.arch, num_classes=ckpt.num_classes, aux_logits=ckpt.aux_logits,
-                         transform_input=ckpt.transform_input)
-    model.load_state_dict(state_dict(ckpt), strict=True)
-    rep = diagnose(model.eval(), x, peer_logits)
+    rep = diagnose(build_model(ckpt), x, peer_logits)
     print(format_report(rep))
     if not rep.baseline_agrees and not rep.culprits:
         raise ToleranceError(f"{a.arch}: outputs differ from {a.against} and no known convention explains it")
@@ -202,8 +204,10 @@ def cmd_export_onnx(a):
     from .onnx_export import export_onnx
 
     res = export_onnx(a.arch, a.weights, a.out, opset=a.opset, overwrite=a.overwrite, input_size=a.size,
-                      weights_format=a.src_format, progress=stderr_progress)
-    print(f"wrote {res['path']} (opset {res['opset']}); onnxruntime vs PyTorch max relative difference "
+                      weights_format=a.src_format, progress=stderr_progress, framework=a.framework)
+    what = {"torch": "PyTorch", "keras": "Keras"}[res["framework"]]
+    print(f"wrote {res['path']} (opset {res['opset']}, input {res['input_layout']}); onnxruntime vs {what} "
+          "max relative difference "
           + ", ".join(f"batch {n}: {d:.1e}" for n, d in res["max_rel"].items()))
 
 
@@ -222,7 +226,8 @@ def parser():
     c.add_argument("--allow-nonfinite", action="store_true", help="accept NaN/Inf values")
     c.add_argument("--quiet", action="store_true")
     c.add_argument("--variant", help="checkpoint variant of a native SRC that cannot record it "
-                                     "(inception_v3: default or keras, keras.applications' padding)")
+                                     "(inception_v3: default or keras, keras.applications' padding; "
+                                     "inception_resnet_v2: default or keras, BN without gamma)")
     c.set_defaults(func=cmd_convert)
 
     v = sub.add_parser("verify", help="run every implementation on the same weights and compare")
@@ -239,6 +244,8 @@ def parser():
     v.add_argument("--layers", action="store_true", help="also compare every block's output and name the first to drift")
     v.add_argument("--train", action="store_true", help="compare one training step instead: loss, gradients, BN "
                    "statistics, SGD and RMSProp updates (googlenet, googlenet_paper, inception_v3)")
+    v.add_argument("--data-parallel", action="store_true", help="with --train: also run the step data parallel on "
+                   "2 CPU devices (torch DDP/gloo, JAX sharded batch, Keras DataParallel) against one device")
     v.add_argument("--report", metavar="DIR", help="write report.md and PNG plots here (needs matplotlib)")
     v.set_defaults(func=cmd_verify)
 
@@ -247,7 +254,8 @@ def parser():
     d.add_argument("--weights", required=True, help="the checkpoint both sides carry (any format)")
     d.add_argument("--against", required=True,
                    help="an implementation (torch, flax, keras-tensorflow, ..., torchvision) or a .npz with the "
-                        "peer's 'logits' (and optionally the NCHW 'input' it saw)")
+                        "peer's 'logits' (and optionally the NCHW 'input' it saw and its eval-mode aux head outputs "
+                        "under our names, e.g. 'aux1', 'aux2': needed to see a flatten-order slip)")
     d.add_argument("--size", type=int)
     d.add_argument("--workdir")
     d.set_defaults(func=cmd_diagnose)
@@ -270,7 +278,8 @@ def parser():
     s.add_argument("--no-aux", action="store_true")
     s.set_defaults(func=cmd_summary)
 
-    o = sub.add_parser("export-onnx", help="export the PyTorch model with these weights to ONNX, checked with onnxruntime")
+    o = sub.add_parser("export-onnx", help="export our PyTorch (or Keras) model with these weights to ONNX, "
+                                           "checked with onnxruntime")
     o.add_argument("arch", choices=_architectures())
     o.add_argument("weights", help="checkpoint in any format (by extension, or --from)")
     o.add_argument("out", help="the .onnx file to write")
@@ -278,6 +287,9 @@ def parser():
     o.add_argument("--size", type=int, help="input height and width (default: the architecture's native size)")
     o.add_argument("--from", dest="src_format", choices=FORMAT_NAMES, help="format of WEIGHTS")
     o.add_argument("--overwrite", action="store_true", help="replace OUT if it exists")
+    o.add_argument("--framework", choices=("torch", "keras"), default="torch",
+                   help="which implementation to export: torch (NCHW input, default) or keras (TensorFlow backend "
+                        "through tf2onnx, NHWC input)")
     o.set_defaults(func=cmd_export_onnx)
     return p
 
