@@ -1,0 +1,121 @@
+"""The fast inference paths (``optimize_for_inference`` in impls/torch_nn, flax_nnx, keras3)
+compute what the plain models compute, within the eval tolerance of ``conformance.tolerances``:
+each against the plain model of its own framework and against PyTorch's plain model, on seeded
+O(1) weights. The bound is raised to FLOOR_FACTOR x PyTorch's own fp32 distance from fp64, as in
+``verify``. GoogLeNet in torch and Flax is the default tier; everything else is ``slow``."""
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from conformance import tolerances
+from conformance.conftest import REPO, require
+from conformance.matrix import _jax_cache_env
+
+SIZES = {"googlenet": 224, "inception_v3": 299, "inception_v4": 299, "inception_resnet_v2": 299, "bn_inception": 224}
+
+
+@pytest.fixture(scope="module")
+def weights(tmp_path_factory, request):
+    made = {}
+
+    def get(arch):
+        if arch == "googlenet":  # the session's seeded GoogLeNet, shared with the other tests
+            return request.getfixturevalue("googlenet_pth")
+        if arch not in made:
+            path = tmp_path_factory.mktemp("fast") / f"{arch}.pth"
+            subprocess.run([sys.executable, "-m", "conformance.weights", arch, str(path), "--seed", "3"],
+                           cwd=REPO, check=True)
+            made[arch] = path
+        return made[arch]
+
+    return get
+
+
+def _reference(arch, pth, x):
+    """PyTorch plain logits and its fp32 floor (max |fp32 - fp64|)."""
+    import torch
+
+    from impls.torch_nn import create_model
+
+    state = torch.load(pth, weights_only=True)
+    model = create_model(arch, aux_logits=False)
+    model.load_state_dict({k: v for k, v in state.items() if k in model.state_dict()}, strict=True)
+    model.eval()
+    with torch.no_grad():
+        y32 = model(torch.from_numpy(x)).numpy()
+        y64 = model.double()(torch.from_numpy(x).double()).numpy()
+    return y32, float(np.abs(y32 - y64).max())
+
+
+def _check(impl, arch, weights, tmp_path):
+    pth = weights(arch)
+    size = SIZES[arch]
+    x = np.random.default_rng(7).standard_normal((2, 3, size, size), dtype=np.float32)
+    if impl == "torch":  # in this process: torch is imported here anyway
+        from conformance import fast_worker
+        from weights_bridge.formats import read
+
+        plain, fast = fast_worker._torch(arch, fast_worker.eval_checkpoint(read(pth, "torch", arch)), x)
+        got = {"plain": plain, "fast": fast}
+    else:
+        np.save(tmp_path / "x.npy", x)
+        out = tmp_path / f"{impl}.npz"
+        proc = subprocess.run([sys.executable, "-m", "conformance.fast_worker", impl, arch, str(pth),
+                               str(tmp_path / "x.npy"), str(out)], cwd=REPO, env={**os.environ, **_jax_cache_env()},
+                              capture_output=True, text=True)
+        assert proc.returncode == 0, proc.stderr[-3000:]
+        got = np.load(out)
+    ref, floor = _reference(arch, pth, x)
+    scale = float(np.abs(ref).max())
+    assert scale > 1.0  # O(1) logits: a relative bound means something
+    for name, a, b in (("fast vs plain", got["fast"], got["plain"]), ("fast vs torch", got["fast"], ref)):
+        diff = float(np.abs(a - b).max())
+        print(f"{impl} {arch} {name}: max rel diff {diff / scale:.1e} (fp32 floor {floor / scale:.1e})")
+        assert tolerances.within(diff, scale, "eval", floor_abs=floor, floor_rel=floor / scale), (
+            f"{impl} {arch} {name}: max|diff| {diff:.2e}, {diff / scale:.1e} relative to max|logit| {scale:.1f}")
+
+
+@pytest.mark.parametrize("impl", ["torch", "flax"])
+def test_fast_googlenet(impl, weights, tmp_path):
+    require("flax") if impl == "flax" else None
+    _check(impl, "googlenet", weights, tmp_path)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("impl", ["keras-tensorflow", "keras-jax", "keras-torch"])
+def test_fast_googlenet_keras(impl, weights, tmp_path):
+    require("keras", impl.split("-", 1)[1])
+    _check(impl, "googlenet", weights, tmp_path)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("arch", ["inception_v3", "inception_v4", "inception_resnet_v2", "bn_inception"])
+@pytest.mark.parametrize("impl", ["torch", "flax", "keras-tensorflow"])
+def test_fast_deep_models(impl, arch, weights, tmp_path):
+    require("flax") if impl == "flax" else require("keras", "tensorflow") if impl.startswith("keras") else None
+    _check(impl, arch, weights, tmp_path)
+
+
+def test_fast_torch_leaves_the_model_alone():
+    """Folding works on a copy: the model keeps its BatchNorms and state_dict, stays trainable,
+    and the fast module refuses train mode."""
+    import torch
+
+    from impls.torch_nn import create_model
+    from impls.torch_nn.fast import optimize_for_inference
+
+    model = create_model("googlenet", aux_logits=False).eval()
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    fast = optimize_for_inference(model)
+    after = model.state_dict()
+    assert before.keys() == after.keys() and all(torch.equal(before[k], after[k]) for k in before)
+    assert sum(isinstance(m, torch.nn.BatchNorm2d) for m in model.modules()) == 3 + 9 * 6  # stem + 6 per block
+    assert not any(isinstance(m, torch.nn.BatchNorm2d) for m in fast.modules())
+    assert all(p.requires_grad for p in model.parameters())
+    with pytest.raises(RuntimeError, match="eval-only"):
+        fast.train()
