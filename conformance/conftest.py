@@ -70,3 +70,22 @@ def require(*modules):
     missing = [m for m in modules if importlib.util.find_spec(m) is None]
     if missing:
         pytest.skip(f"needs {', '.join(missing)}")
+
+
+def run_keras(code: str) -> str:
+    """Runs ``code`` in a fresh Python on Keras' TensorFlow backend (never in the pytest process);
+    returns its stdout."""
+    proc = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True,
+                          env={**os.environ, "KERAS_BACKEND": "tensorflow"})
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return proc.stdout
+
+
+def h5_datasets(path) -> dict:
+    """Every dataset of an HDF5 file (a Keras ``.weights.h5``) by its path, as arrays."""
+    import h5py
+
+    out = {}
+    with h5py.File(path, "r") as f:
+        f.visititems(lambda n, o: out.__setitem__(n, o[()]) if isinstance(o, h5py.Dataset) else None)
+    return out

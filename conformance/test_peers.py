@@ -4,8 +4,6 @@ Import, export and round trips through the bridge, the keras.applications parame
 mapped onto ours, and agreement of each peer with our implementation holding its converted
 weights (odd and even input sizes). Keras runs only in subprocesses (see conftest)."""
 import json
-import subprocess
-import sys
 
 import numpy as np
 import pytest
@@ -13,7 +11,7 @@ import torch
 
 import weights_bridge as wb
 from weights_bridge import torch_io
-from conformance.conftest import REPO, require, run_cli
+from conformance.conftest import h5_datasets, require, run_cli, run_keras
 from conformance.tolerances import within
 from impls.spec import model_spec
 from impls.spec.summary import summarize
@@ -131,31 +129,12 @@ def test_timm_export_refuses_keras_variant(tmp_path):
 
 # --- keras.applications --------------------------------------------------------------------
 
-def _keras(code, tmp_path, **env):
-    import os
-
-    proc = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True,
-                          env={**os.environ, "KERAS_BACKEND": "tensorflow", **env})
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    return proc.stdout
-
-
 @pytest.fixture(scope="module")
 def keras_apps_file(tmp_path_factory):
     require("keras", "tensorflow")
     path = tmp_path_factory.mktemp("keras_apps") / "inception_v3.weights.h5"
-    _keras(f"from conformance.keras_applications_weights import make\nmake({str(path)!r}, seed=5, num_classes=10)\n",
-           path.parent)
+    run_keras(f"from conformance.keras_applications_weights import make\nmake({str(path)!r}, seed=5, num_classes=10)\n")
     return path
-
-
-def _h5(path):
-    import h5py
-
-    out = {}
-    with h5py.File(path, "r") as f:
-        f.visititems(lambda n, o: out.__setitem__(n, o[()]) if isinstance(o, h5py.Dataset) else None)
-    return out
 
 
 @pytest.mark.slow
@@ -171,7 +150,7 @@ def test_keras_applications_round_trip_is_lossless(keras_apps_file, tmp_path):
     run_cli("convert", tmp_path / "t.pth", tmp_path / "f.msgpack", "--arch", "inception_v3", "--quiet", check=True)
     run_cli("convert", tmp_path / "f.msgpack", tmp_path / "back.weights.h5", "--arch", "inception_v3",
             "--to", "keras-applications", "--variant", "keras", "--quiet", check=True)
-    a, b = _h5(keras_apps_file), _h5(tmp_path / "back.weights.h5")
+    a, b = h5_datasets(keras_apps_file), h5_datasets(tmp_path / "back.weights.h5")
     assert a.keys() == b.keys() and all(np.array_equal(a[k], b[k]) for k in a)
     # without --variant a .pth is the torchvision variant, whose padding keras.applications lacks
     proc = run_cli("convert", tmp_path / "t.pth", tmp_path / "x.weights.h5", "--arch", "inception_v3",
@@ -199,7 +178,7 @@ def test_keras_applications_agrees_with_ours(keras_apps_file, tmp_path):
     weights (measured), so any two frameworks, ours among themselves included, can sit ~5-9e-5
     apart relative to max|logit| ~ 1, just past the 5e-5 train bound."""
     require("tensorflow")
-    out = _keras("import keras\nprint(keras.applications.InceptionV3(weights=None).count_params())\n", tmp_path)
+    out = run_keras("import keras\nprint(keras.applications.InceptionV3(weights=None).count_params())\n")
     assert int(out.split()[-1]) == KERAS_APPS_PARAMS
     report = tmp_path / "m.json"
     proc = run_cli("verify", "inception_v3", "--weights", keras_apps_file, "--from", "keras-applications",

@@ -7,15 +7,12 @@ and agreement of keras.applications (tensorflow) with our implementations on its
 Keras runs only in subprocesses (see conftest)."""
 import json
 import math
-import os
-import subprocess
-import sys
 
 import numpy as np
 import pytest
 
 import weights_bridge as wb
-from conformance.conftest import REPO, require, run_cli
+from conformance.conftest import h5_datasets, require, run_cli, run_keras
 from impls.spec import model_spec
 from impls.spec.layers import ConvBlock
 from impls.spec.tensors import canonical_shapes, children, is_parameter
@@ -26,13 +23,6 @@ TIMM_PARAMS = 55_843_464  # sum of timm.create_model("inception_resnet_v2") para
 # conv2d_bn calls in keras' inception_resnet_v2.py, each one BatchNormalization: stem 5, mixed_5b 7,
 # 10 block35 x 6, mixed_6a 4, 20 block17 x 4, mixed_7a 7, 10 block8 x 4, conv_7b 1.
 KERAS_BN_LAYERS = 5 + 7 + 10 * 6 + 4 + 20 * 4 + 7 + 10 * 4 + 1
-
-
-def _keras(code):
-    proc = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True,
-                          env={**os.environ, "KERAS_BACKEND": "tensorflow"})
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    return proc.stdout
 
 
 def _convs(layer):
@@ -141,7 +131,7 @@ def test_keras_irv2_mapping_by_dataflow():
     conv_7b, predictions, ...) must nonetheless land on timm's tensors, and assigning the
     checkpoint back restores every Keras variable bit for bit."""
     require("keras", "tensorflow")
-    r = json.loads(_keras(MAPPING_PROBE).strip().splitlines()[-1])
+    r = json.loads(run_keras(MAPPING_PROBE).strip().splitlines()[-1])
     assert r["checks"] and all(r["checks"].values()), r["checks"]
     assert r["gamma_ones"] and r["back"] and (r["variant"], r["aux"]) == ("keras", False)
     # ours = Keras' variables (4 per conv_bn, 2 per biased conv and Dense) + one gamma per BN
@@ -154,18 +144,9 @@ def test_keras_irv2_mapping_by_dataflow():
 def keras_irv2_file(tmp_path_factory):
     require("keras", "tensorflow")
     path = tmp_path_factory.mktemp("keras_irv2") / "inception_resnet_v2.weights.h5"
-    _keras(f"from conformance.keras_applications_weights import make\n"
+    run_keras(f"from conformance.keras_applications_weights import make\n"
            f"make({str(path)!r}, seed=7, num_classes=10, architecture={ARCH!r})\n")
     return path
-
-
-def _h5(path):
-    import h5py
-
-    out = {}
-    with h5py.File(path, "r") as f:
-        f.visititems(lambda n, o: out.__setitem__(n, o[()]) if isinstance(o, h5py.Dataset) else None)
-    return out
 
 
 @pytest.mark.slow
@@ -182,7 +163,7 @@ def test_keras_irv2_round_trip_is_lossless(keras_irv2_file, tmp_path):
     run_cli("convert", tmp_path / "t.pth", tmp_path / "f.msgpack", "--arch", ARCH, "--quiet", check=True)
     run_cli("convert", tmp_path / "f.msgpack", tmp_path / "back.weights.h5", "--arch", ARCH,
             "--to", "keras-applications", "--quiet", check=True)
-    a, b = _h5(keras_irv2_file), _h5(tmp_path / "back.weights.h5")
+    a, b = h5_datasets(keras_irv2_file), h5_datasets(tmp_path / "back.weights.h5")
     assert a.keys() == b.keys() and all(np.array_equal(a[k], b[k]) for k in a)
     # the whole-model .keras form (CustomScaleLayer and all) through load_model(safe_mode=True)
     run_cli("convert", tmp_path / "n", tmp_path / "m.keras", "--to", "keras-applications", "--quiet", check=True)
@@ -205,7 +186,7 @@ def test_keras_irv2_agrees_with_ours(keras_irv2_file, tmp_path):
     """keras.applications InceptionResNetV2 (tensorflow) on its own file against our five
     implementations built as the "keras" variant holding the converted weights, eval at 299 and
     an odd 277, and train mode at 299; plus keras' own count_params against the mapped count."""
-    out = _keras("import keras\nprint(keras.applications.InceptionResNetV2(weights=None).count_params())\n")
+    out = run_keras("import keras\nprint(keras.applications.InceptionResNetV2(weights=None).count_params())\n")
     assert int(out.split()[-1]) == KERAS_APPS_PARAMS
     report = tmp_path / "m.json"
     proc = run_cli("verify", ARCH, "--weights", keras_irv2_file, "--from", "keras-applications",
