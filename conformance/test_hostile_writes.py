@@ -125,9 +125,33 @@ def _same_weights(path, m: Material):
     return got.keys() == m.tensors.keys() and all(np.array_equal(got[k], m.tensors[k]) for k in got)
 
 
+def _temporary_exists(folder: Path) -> bool:
+    return any(n.endswith(".tmp") for n in os.listdir(folder))
+
+
+def _convert_cli(src, dst, env):
+    return subprocess.Popen([sys.executable, "-m", "weights_bridge.cli", "convert", str(src), str(dst),
+                             "--overwrite", "--quiet"], cwd=REPO, env=env,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+
+def _wait_for_temporary(proc, folder: Path, timeout=60.0) -> bool:
+    """Busy-polls (a temporary may live only milliseconds on a fast disk) until one appears."""
+    import time
+
+    start = time.monotonic()
+    while proc.poll() is None and time.monotonic() - start < timeout:
+        if _temporary_exists(folder):
+            return True
+    return False
+
+
 def test_kill_9_while_writing_leaves_old_or_nothing(material, tmp_path):
     """SIGKILL the CLI at random points of a conversion over an existing output (--overwrite):
-    the destination is always absent or a complete, valid checkpoint, never a partial one."""
+    the destination is always absent or a complete, valid checkpoint, never a partial one.
+
+    Kill points are drawn inside the temporary's measured lifetime on this machine, and the child
+    is frozen (SIGSTOP) before we look, so "killed while writing" is counted exactly, not raced."""
     import random
     import signal
     import time
@@ -136,25 +160,29 @@ def test_kill_9_while_writing_leaves_old_or_nothing(material, tmp_path):
     from conformance.matrix import _jax_cache_env
 
     env = {**os.environ, **_jax_cache_env()}
+    lifetime = {}
+    for name in ("out.pth", "out.neutral"):  # one undisturbed run each: how long the write takes here
+        proc = _convert_cli(material.neutral, tmp_path / name, env)
+        seen = _wait_for_temporary(proc, tmp_path)
+        t0 = time.monotonic()
+        while seen and proc.poll() is None and _temporary_exists(tmp_path):
+            pass
+        lifetime[name] = time.monotonic() - t0
+        assert proc.wait(timeout=60) == 0 and _same_weights(tmp_path / name, material)
+
     killed_while_writing = 0
     for i, name in enumerate(["out.pth"] * 8 + ["out.neutral"] * 4):
         dst = tmp_path / name
         if not dst.exists():
             wb.convert(material.neutral, dst, ARCH)
-        proc = subprocess.Popen([sys.executable, "-m", "weights_bridge.cli", "convert", str(material.neutral),
-                                 str(dst), "--overwrite", "--quiet"], cwd=REPO, env=env,
-                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        start = time.monotonic()
+        proc = _convert_cli(material.neutral, dst, env)
         if i % 4 == 3:  # anywhere from start-up to the end
             time.sleep(rng.uniform(0.0, 3.0))
-        else:  # once the temporary appears, somewhere in the write or the renames
-            while proc.poll() is None and not any(p.name.startswith(f".{name}.") for p in tmp_path.iterdir()):
-                if time.monotonic() - start > 60:
-                    break
-                time.sleep(0.002)
-            time.sleep(rng.uniform(0.0, 0.25))
+        elif _wait_for_temporary(proc, tmp_path):  # at once, or somewhere in the write or renames
+            time.sleep(0.0 if i % 4 == 0 else rng.uniform(0.0, 1.2 * lifetime[name]))
         if proc.poll() is None:
-            killed_while_writing += any(p.name.endswith(".tmp") for p in tmp_path.iterdir())
+            proc.send_signal(signal.SIGSTOP)
+            killed_while_writing += _temporary_exists(tmp_path)
             proc.send_signal(signal.SIGKILL)
         proc.wait(timeout=60)
         if dst.exists():
@@ -163,7 +191,9 @@ def test_kill_9_while_writing_leaves_old_or_nothing(material, tmp_path):
             assert name == "out.neutral", f"kill {i}: {dst} vanished"  # between its two renames
         # Only hidden temporaries may remain beside it: never a partial file under the real name.
         assert all(p.name in ("out.pth", "out.neutral") or p.name.startswith(".out.") for p in tmp_path.iterdir())
-    assert killed_while_writing >= 4, "too few kills landed while writing; the test lost its point"
+    # Three kills at the temporary's first sighting land in the write for certain; the others may.
+    assert killed_while_writing >= 3, (f"only {killed_while_writing} kills landed while writing "
+                                       f"(temporary lifetimes {lifetime}); the test lost its point")
 
 
 FSIZE_SCRIPT = r"""
