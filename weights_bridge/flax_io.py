@@ -17,7 +17,7 @@ import numpy as np
 from .atomic import atomic_path
 from .checkpoint import Checkpoint, infer_head, infer_variant
 from .errors import InputFileError, WeightsMismatchError
-from .mapping import plan, to_canonical, to_native
+from .mapping import native_plan, plan, to_canonical, to_native
 
 
 def _weight_filter():
@@ -26,16 +26,32 @@ def _weight_filter():
     return nnx.Any(nnx.Param, nnx.BatchStat)
 
 
-def native_shapes(architecture, num_classes, aux_logits, variant="default") -> dict:
-    """NNX state path ('a.b.0.kernel') -> shape, from an abstract (unallocated) model."""
-    from flax import nnx
+# NNX leaf names of the canonical (torch) leaves; a "weight" is a BN's scale or a conv/linear kernel.
+_LEAF = {"bias": "bias", "running_mean": "mean", "running_var": "var"}
 
-    from impls.flax_nnx import create_model
+
+def native_shapes(architecture, num_classes, aux_logits, variant="default") -> dict:
+    """NNX state path ('a.b.0.kernel') -> shape, from the spec's canonical table: our NNX modules
+    sit at the canonical module paths. Building even an abstract model (``nnx.eval_shape``) took
+    20 s for Inception-ResNet-v2 (quadratic tracing of the RNG updates), most of a conversion;
+    ``conformance/test_bridge_speed.py`` checks this table against the model's own state."""
+    from impls.spec import model_spec
+    from impls.spec.tensors import canonical_shapes
+
+    from .layouts import canonical_key
 
     kw = {"variant": variant} if variant and variant != "default" else {}
-    model = nnx.eval_shape(lambda: create_model(architecture, num_classes=num_classes, aux_logits=aux_logits, **kw))
-    state = nnx.state(model, _weight_filter())
-    return {".".join(map(str, p)): tuple(v.get_value().shape) for p, v in nnx.to_flat_state(state)}
+    table = canonical_shapes(model_spec(architecture, num_classes=num_classes, aux_logits=aux_logits, **kw))
+    out = {}
+    for ck, shape in table.items():
+        module, leaf = ck.rsplit(".", 1)
+        native = ("scale" if f"{module}.running_var" in table else "kernel") if leaf == "weight" else _LEAF[leaf]
+        nk = f"{module}.{native}"
+        (back, layout), = canonical_key("flax", nk)
+        if back != ck:
+            raise AssertionError(f"flax layout rule maps {nk!r} to {back!r}, not {ck!r}")
+        out[nk] = layout.native_shape(shape)
+    return out
 
 
 def _flatten(tree, prefix=""):
@@ -80,7 +96,8 @@ def read(path, architecture, allow_nonfinite=False) -> Checkpoint:
     shapes = {ck: layout.canonical_shape(flat[nk].shape) for nk, (ck, layout) in plan("flax", flat, str(path)).items()}
     num_classes, aux = infer_head(architecture, shapes, str(path))
     ckpt = Checkpoint(architecture, {}, num_classes, aux, variant=infer_variant(architecture, shapes, aux))
-    ckpt.tensors = to_canonical("flax", flat, ckpt.expected_shapes(), str(path), allow_nonfinite)
+    del tree  # ``flat`` holds the only references: consumed below, one tensor at a time
+    ckpt.tensors = to_canonical("flax", flat, ckpt.expected_shapes(), str(path), allow_nonfinite, consume=True)
     return ckpt
 
 
@@ -90,11 +107,35 @@ def native_tensors(ckpt: Checkpoint) -> dict:
 
 
 def write(ckpt: Checkpoint, path, overwrite=False) -> Path:
+    """The bytes ``flax.serialization.msgpack_serialize`` gives the nested native state, streamed:
+    one tensor is converted, packed and written at a time (``msgpack_serialize`` holds the native
+    copies, the packed bytes and its growing buffer at once: about 4x the checkpoint at peak).
+    ``conformance/test_bridge_speed.py`` checks the bytes are the same."""
+    import msgpack
     from flax import serialization
 
-    tree = _nest(native_tensors(ckpt))
-    with atomic_path(path, overwrite) as tmp:
-        tmp.write_bytes(serialization.msgpack_serialize(tree))
+    shapes = native_shapes(ckpt.architecture, ckpt.num_classes, ckpt.aux_logits, ckpt.variant)
+    where = f"flax {ckpt.architecture}"
+    steps = native_plan("flax", ckpt.tensors, shapes, where)
+    if any(ckpt.tensors[ck].nbytes > serialization.MAX_CHUNK_SIZE for ck, _ in steps.values()):
+        tree = _nest(native_tensors(ckpt))  # flax splits such arrays into chunks: let it
+        with atomic_path(path, overwrite) as tmp:
+            tmp.write_bytes(serialization.msgpack_serialize(tree))
+        return Path(path)
+    packer = msgpack.Packer(default=serialization._msgpack_ext_pack, strict_types=True)
+
+    def pack(f, node):
+        f.write(packer.pack_map_header(len(node)))
+        for key, child in sorted(node.items()):  # msgpack_serialize's jax.tree_map sorts dict keys
+            f.write(packer.pack(key))
+            if isinstance(child, dict):
+                pack(f, child)
+            else:
+                ck, layout = child
+                f.write(packer.pack(layout.to_native(np.asarray(ckpt.tensors[ck]))))
+
+    with atomic_path(path, overwrite) as tmp, open(tmp, "wb") as f:
+        pack(f, _nest(steps))
     return Path(path)
 
 

@@ -90,8 +90,19 @@ def convert(src, dst, architecture=None, src_format=None, dst_format=None, overw
         f"aux_logits={ckpt.aux_logits}, variant={ckpt.variant} ({time.perf_counter() - t0:.1f} s)")
     say(f"writing {dst} as {dst_format}")
     write(ckpt, dst, dst_format, overwrite)
-    say(f"  done ({time.perf_counter() - t0:.1f} s)")
+    say(f"  done ({time.perf_counter() - t0:.1f} s{_peak_rss()})")
     return ckpt
+
+
+def _peak_rss() -> str:
+    """', peak RSS N MB' of this process (imports included), where the platform reports it."""
+    try:
+        import resource
+
+        kb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # kilobytes on Linux
+    except (ImportError, OSError):
+        return ""
+    return f", peak RSS {kb * (1 if sys.platform == 'darwin' else 1024) / 1e6:.0f} MB"
 
 
 def stderr_progress(msg):

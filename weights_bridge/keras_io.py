@@ -1,5 +1,6 @@
-"""Keras 3 weight files (.weights.h5), written and read by Keras's own ``save_weights`` /
-``load_weights`` on our Keras model (any backend): plain HDF5 datasets, no code is loaded.
+"""Keras 3 weight files (.weights.h5) of our Keras model (any backend): plain HDF5 datasets in the
+layout Keras's own ``save_weights`` / ``load_weights`` use, read and written with h5py without
+building the model (``weights_bridge.keras_h5``); no code is loaded.
 
 A variable's native key is ``<layer name>/<variable name>``; our Keras layers are named by
 canonical module path (see ``impls.keras3.layers``).
@@ -7,16 +8,16 @@ canonical module path (see ``impls.keras3.layers``).
 from __future__ import annotations
 
 import json
-import tempfile
 import zipfile
 from pathlib import Path
 
 import numpy as np
 
+from . import keras_h5
 from .atomic import atomic_path
 from .checkpoint import Checkpoint, check_architecture, infer_variant, tensor_variants
 from .errors import InputFileError, UnsafeInputError, WeightsMismatchError
-from .mapping import MAX_LISTED, plan, to_canonical, to_native
+from .mapping import MAX_LISTED, native_plan, plan, to_canonical, to_native
 
 SUFFIX = ".weights.h5"
 CODE_LAYERS = ("Lambda", "TFOpLambda")
@@ -59,65 +60,21 @@ def native_key(variable) -> str:
     return "/".join(variable.path.split("/")[-2:])
 
 
-# Variables of each weight-holding Keras layer, in creation order, with their canonical leaf.
-_LEAVES = {"Conv2D": (("kernel", "weight"), ("bias", "bias")), "Dense": (("kernel", "weight"), ("bias", "bias")),
-           "BatchNormalization": (("gamma", "weight"), ("beta", "bias"), ("moving_mean", "running_mean"),
-                                  ("moving_variance", "running_var"))}
-
-
-def _leaf_vars(layer):
-    from keras import layers
-
-    for cls, leaves in _LEAVES.items():
-        if isinstance(layer, getattr(layers, cls)):
-            skip = {"bias"} if cls != "BatchNormalization" and not layer.use_bias else set()
-            if cls == "BatchNormalization":
-                skip = ({"gamma"} if not layer.scale else set()) | ({"beta"} if not layer.center else set())
-            return [(var, leaf) for var, leaf in leaves if var not in skip]
-    return []
-
-
-def weights_model(architecture, num_classes, aux_logits, variant="default", canonical=None, where="keras model"):
-    """Our Keras model with each variable created directly, holding ``canonical``'s tensors (zeros
-    without), its shape read off the canonical table: the symbolic forward pass that builds it
-    otherwise costs 20-50 s for Inception-ResNet-v2 on the TF backend, most of a conversion.
-    Layer names, variable order and so the .weights.h5 layout are those of ``build_model``'s
-    model (``conformance/test_bridge.py`` loads these files into traced models). Enough to save,
-    load and read weights; to run it, use ``build_model``."""
-    import keras
-
-    from impls.keras3 import create_model
+def native_shapes(model) -> dict:
+    """'<layer name>/<variable>' -> shape for every variable of our (possibly unbuilt) Keras model,
+    from the canonical shape table through the Keras layout rules."""
     from impls.spec.tensors import canonical_shapes
 
+    from .keras_h5 import leaf_variables
     from .layouts import canonical_key
 
-    kw = {"variant": variant} if variant and variant != "default" else {}
-    model = create_model(architecture, num_classes=num_classes, aux_logits=aux_logits, input_size=None, **kw)
-    table = canonical_shapes(model.spec)
-    leaves = [(layer, _leaf_vars(layer)) for layer in model._flatten_layers(include_self=False, recursive=True)]
-    shapes = {}
-    for layer, variables in leaves:
-        for var, leaf in variables:
+    table, shapes = canonical_shapes(model.spec), {}
+    for layer in model._flatten_layers(include_self=False, recursive=True):
+        for var, _ in leaf_variables(layer):
             key = f"{layer.name}/{var}"
             (ck, layout), = canonical_key("keras", key)
             shapes[key] = layout.native_shape(table[ck])
-    values = to_native("keras", canonical, shapes, where) if canonical is not None else None
-    for layer, variables in leaves:
-        for var, _ in variables:
-            key = f"{layer.name}/{var}"
-            init = keras.initializers.Zeros() if values is None else _constant(values[key])
-            setattr(layer, "kernel_initializer" if var == "kernel" else f"{var}_initializer", init)
-        if variables:
-            channels = shapes[f"{layer.name}/{variables[0][0]}"]
-            layer.build((None, channels[0]) if len(channels) == 2 else (None, None, None, channels[-2])
-                        if len(channels) == 4 else (None, None, None, channels[0]))
-    for layer in model._flatten_layers(include_self=True, recursive=True):
-        layer.built = True
-    return model
-
-
-def _constant(array):
-    return lambda shape, dtype=None: array
+    return shapes
 
 
 def build_model(architecture, num_classes, aux_logits, input_size=None, variant="default"):
@@ -145,19 +102,23 @@ def from_model(model, architecture, allow_nonfinite=True, where=None) -> Checkpo
     from keras import ops
 
     native = {native_key(v): np.asarray(ops.convert_to_numpy(v.value), np.float32) for v in model.weights}
+    return _checkpoint(native, model, architecture, allow_nonfinite, where)
+
+
+def _checkpoint(native, model, architecture, allow_nonfinite, where=None) -> Checkpoint:
     spec = model.spec
     names = [ck for ck, _ in plan("keras", native, where or f"keras model {model.name}").values()]
     ckpt = Checkpoint(architecture, {}, spec.num_classes, bool(spec.aux_heads), transform_input=spec.transform_input,
                       variant=infer_variant(architecture, names, bool(spec.aux_heads)))
     ckpt.tensors = to_canonical("keras", native, ckpt.expected_shapes(), where or f"keras model {model.name}",
-                                allow_nonfinite)
+                                allow_nonfinite, consume=True)
     return ckpt
 
 
-def _peek_head(path: Path, architecture):
+def _peek_head(path: Path, architecture, found=None):
     """(num_classes, aux_logits) from the HDF5 layout Keras writes for our model: the aux heads
     live under ``aux_layers``; the trunk's only 2-D kernel is the classifier's (in, out)."""
-    datasets = list(_datasets(path).items())
+    datasets = list((found if found is not None else _datasets(path)).items())
     if not datasets:
         raise InputFileError(f"{path}: holds no weights")
     kernels = [(n, s) for n, s in datasets if not n.startswith("aux_layers/") and len(s[0]) == 2]
@@ -203,26 +164,26 @@ def read(path, architecture, allow_nonfinite=False) -> Checkpoint:
     if zipfile.is_zipfile(path):
         refuse_archive(path)
     check_architecture(architecture, str(path))
-    num_classes, aux = _peek_head(path, architecture)
     found = _datasets(path)
-    model, expected = _reference(architecture, num_classes, aux, "default")
+    num_classes, aux = _peek_head(path, architecture, found)
+    model, expected, keys = _reference(architecture, num_classes, aux, "default")
     for variant in tensor_variants(architecture):  # a variant with other tensors, if the file has its layout
         if found.keys() == expected.keys():
             break
         other = _reference(architecture, num_classes, aux, variant)
         if found.keys() == other[1].keys():
-            model, expected = other
+            model, expected, keys = other
     _check_layout(path, found, expected, architecture)
-    load_weights(model, path, f"Keras {architecture} (num_classes={num_classes}, aux_logits={aux})")
-    return from_model(model, architecture, allow_nonfinite, where=str(path))
+    return _checkpoint(keras_h5.read(path, keys), model, architecture, allow_nonfinite, where=str(path))
 
 
 def _reference(architecture, num_classes, aux, variant):
-    """(our Keras model, the datasets Keras writes for it)."""
-    model = weights_model(architecture, num_classes, aux, variant=variant)
-    with tempfile.TemporaryDirectory(prefix="inception-bridge-") as ref:
-        model.save_weights(str(Path(ref) / f"reference{SUFFIX}"))
-        return model, _datasets(Path(ref) / f"reference{SUFFIX}")
+    """(our unbuilt Keras model, {dataset: (shape, float32)} that Keras writes for it,
+    {dataset: native key})."""
+    model = keras_h5.unbuilt_model(architecture, num_classes, aux, variant)
+    datasets = keras_h5.layout(model, native_shapes(model))
+    return (model, {ds: (shape, np.dtype(np.float32)) for ds, (_, shape) in datasets.items()},
+            {ds: key for ds, (key, _) in datasets.items()})
 
 
 def load_weights(model, path, what: str):
@@ -239,8 +200,8 @@ def load_weights(model, path, what: str):
 def write(ckpt: Checkpoint, path, overwrite=False) -> Path:
     if not str(path).endswith(SUFFIX):
         raise WeightsMismatchError(f"{path}: Keras weight files must end in {SUFFIX}")
-    model = weights_model(ckpt.architecture, ckpt.num_classes, ckpt.aux_logits, ckpt.variant, ckpt.tensors,
-                          f"keras {ckpt.architecture}")
-    with atomic_path(path, overwrite) as tmp:
-        model.save_weights(str(tmp))
+    model = keras_h5.unbuilt_model(ckpt.architecture, ckpt.num_classes, ckpt.aux_logits, ckpt.variant)
+    steps = native_plan("keras", ckpt.tensors, native_shapes(model), f"keras {ckpt.architecture}")
+    with atomic_path(path, overwrite) as tmp:  # one tensor in native layout at a time
+        keras_h5.write(tmp, model, lambda key: steps[key][1].to_native(np.asarray(ckpt.tensors[steps[key][0]])))
     return Path(path)

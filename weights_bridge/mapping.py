@@ -63,30 +63,41 @@ def check_canonical(tensors: Mapping[str, np.ndarray], expected: Mapping[str, Sh
 
 
 def to_canonical(framework: str, native: Mapping[str, np.ndarray], expected: Mapping[str, Shape], where: str,
-                 allow_nonfinite: bool = False) -> Dict[str, np.ndarray]:
-    """Native tensors -> canonical names and layout, checked against ``expected``."""
+                 allow_nonfinite: bool = False, consume: bool = False) -> Dict[str, np.ndarray]:
+    """Native tensors -> canonical names and layout, checked against ``expected``. ``consume``
+    empties ``native`` (a dict the caller owns) as it goes, so a native tensor and its transposed
+    copy are never all held at once (peak: one copy of the checkpoint, not two)."""
     mapping = plan(framework, native, where)
-    out = {ck: layout.to_canonical(np.asarray(native[nk])) for nk, (ck, layout) in mapping.items()}
+    take = native.pop if consume else native.__getitem__
+    out = {ck: layout.to_canonical(np.asarray(take(nk))) for nk, (ck, layout) in mapping.items()}
     check_canonical(out, expected, where, allow_nonfinite)
     return out
 
 
-def to_native(framework: str, canonical: Mapping[str, np.ndarray], native_shapes: Mapping[str, Shape],
-              where: str) -> Dict[str, np.ndarray]:
-    """Canonical tensors -> every native key of a target model, each filled exactly once."""
+def native_plan(framework: str, canonical: Mapping[str, np.ndarray], native_shapes: Mapping[str, Shape],
+                where: str) -> Dict[str, Tuple[str, Layout]]:
+    """native key -> (canonical key, layout) for every native key of a target model, after every
+    check ``to_native`` makes, without converting any data: writers that stream (one tensor in
+    native layout at a time) keep peak memory near one copy of the checkpoint."""
     mapping = plan(framework, native_shapes, where)
-    problems, out = [], {}
+    problems = []
     wanted = {ck for ck, _ in mapping.values()}
     for nk, (ck, layout) in mapping.items():
         if ck not in canonical:
             problems.append(f"target {framework} tensor {nk!r} left unfilled: no tensor {ck!r}")
             continue
-        a = layout.to_native(np.asarray(canonical[ck]))
-        if tuple(a.shape) != tuple(native_shapes[nk]):
-            problems.append(f"tensor {ck!r} gives {framework} {nk!r} shape {tuple(a.shape)}, "
+        shape = layout.native_shape(np.shape(canonical[ck]))
+        if tuple(shape) != tuple(native_shapes[nk]):
+            problems.append(f"tensor {ck!r} gives {framework} {nk!r} shape {tuple(shape)}, "
                             f"expected {tuple(native_shapes[nk])}")
-        out[nk] = a
     problems += [f"unexpected tensor {k!r}: no {framework} target takes it" for k in canonical if k not in wanted]
     if problems:
         _fail(where, problems)
-    return out
+    return mapping
+
+
+def to_native(framework: str, canonical: Mapping[str, np.ndarray], native_shapes: Mapping[str, Shape],
+              where: str) -> Dict[str, np.ndarray]:
+    """Canonical tensors -> every native key of a target model, each filled exactly once."""
+    return {nk: layout.to_native(np.asarray(canonical[ck]))
+            for nk, (ck, layout) in native_plan(framework, canonical, native_shapes, where).items()}

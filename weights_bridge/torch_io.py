@@ -76,7 +76,8 @@ def state_dict(ckpt: Checkpoint) -> dict:
 
     sd = {}
     for k, v in ckpt.tensors.items():
-        sd[k] = torch.from_numpy(np.array(v, dtype=np.float32))
+        a = np.asarray(v, dtype=np.float32)  # shared, not copied, where torch can use it as it is
+        sd[k] = torch.from_numpy(a if a.flags.writeable and a.flags.c_contiguous else np.array(a))
         if k.endswith(".running_var"):
             sd[k[: -len("running_var")] + "num_batches_tracked"] = torch.tensor(0, dtype=torch.long)
     return sd

@@ -1,0 +1,125 @@
+"""Our Keras models' ``.weights.h5`` files, read and written with h5py, without building the model.
+
+Building a Keras model creates its variables by tracing a symbolic forward pass: 20-50 s for
+Inception-ResNet-v2 on the TF backend, then ``save_weights``/``load_weights`` copy every tensor
+through the backend (about 5 s more). That was nearly all of a conversion. The file layout needs
+none of it: Keras names each layer's HDF5 group by walking the layer objects (attribute names,
+class names in lists), independently of their variables. So the layout is taken from Keras's own
+walk (``saving_lib._save_state``) over an unbuilt model with a store that only records paths,
+and the datasets are written and read directly; each layer's variables are numbered in the order
+Keras creates them (``save_own_variables``: trainable, then non-trainable). Keras's own
+``load_weights`` reads these files and ``save_weights`` writes the same layout
+(``conformance/test_bridge.py`` checks both on GoogLeNet).
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+from .errors import InputFileError
+
+# Variables of each weight-holding Keras layer, in Keras's creation order, with canonical leaf.
+_LEAVES = {"Conv2D": (("kernel", "weight"), ("bias", "bias")), "Dense": (("kernel", "weight"), ("bias", "bias")),
+           "BatchNormalization": (("gamma", "weight"), ("beta", "bias"), ("moving_mean", "running_mean"),
+                                  ("moving_variance", "running_var"))}
+
+
+def leaf_variables(layer):
+    """[(variable name, canonical leaf)] of a layer, as its ``build()`` would create them."""
+    from keras import layers
+
+    for cls, leaves in _LEAVES.items():
+        if isinstance(layer, getattr(layers, cls)):
+            if cls == "BatchNormalization":
+                skip = ({"gamma"} if not layer.scale else set()) | ({"beta"} if not layer.center else set())
+            else:
+                skip = set() if layer.use_bias else {"bias"}
+            return [(var, leaf) for var, leaf in leaves if var not in skip]
+    return []
+
+
+def unbuilt_model(architecture, num_classes, aux_logits, variant="default"):
+    from impls.keras3 import create_model
+
+    kw = {"variant": variant} if variant and variant != "default" else {}
+    return create_model(architecture, num_classes=num_classes, aux_logits=aux_logits, input_size=None, **kw)
+
+
+def layout(model, shapes):
+    """{dataset path: (native key, shape)} for every variable, from the walk and ``shapes``
+    (native key '<layer name>/<variable>' -> shape)."""
+    out = {}
+    for path, layer in _paths(model):
+        for i, (var, _) in enumerate(leaf_variables(layer)):
+            key = f"{layer.name}/{var}"
+            out[f"{path}/vars/{i}" if path else f"vars/{i}"] = (key, shapes[key])
+    return out
+
+
+def _paths(model):
+    """[(group path, layer)] of every layer, from Keras's walk (its ``make()`` calls carry the
+    layer's name as metadata)."""
+    from keras.src.saving import saving_lib
+
+    by_name = {layer.name: layer for layer in model._flatten_layers(include_self=True, recursive=True)}
+    found = []
+
+    class Recorder(saving_lib.H5IOStore):  # passes _save_state's type check; opens no file
+        def __init__(self):
+            pass
+
+        def __bool__(self):
+            return True
+
+        def make(self, path, metadata=None):
+            found.append((path, (metadata or {}).get("name")))
+            return self
+
+        def __setitem__(self, key, value):
+            raise RuntimeError("the layout walk met a variable: the model must be unbuilt")
+
+    # Keras caches each object type's attribute skip set under a key it never reads back
+    # ("saving_attr_skiplist_" vs "saving_attr_skipset_"), so every layer visited builds a
+    # reference Layer() and dir()s it: half the walk. Seed the key it reads, for this walk only.
+    from keras.src.backend.common import global_state
+
+    seeded = []
+    for obj_type in ("Layer", "Functional", "Sequential"):
+        key = f"saving_attr_skiplist_{obj_type}"
+        if global_state.get_global_attribute(key, None) is None:
+            global_state.set_global_attribute(key, saving_lib.get_attr_skipset(obj_type))
+            seeded.append(key)
+    try:
+        saving_lib._save_state(model, weights_store=Recorder(), assets_store=None, inner_path="",
+                               visited_saveables=set())
+    finally:
+        for key in seeded:
+            global_state.set_global_attribute(key, None)
+    return [(path, by_name[name]) for path, name in found if name in by_name]
+
+
+def write(path, model, native) -> None:
+    """Writes ``native(key)`` ('<layer>/<variable>' -> array, called once per variable) in the
+    layout Keras's ``save_weights`` gives ``model`` (a group per layer with its name as
+    attribute, datasets '0', '1', ...)."""
+    import h5py
+
+    with h5py.File(path, "w") as f:
+        for group, layer in _paths(model):
+            g = f.create_group(f"{group}/vars" if group else "vars")
+            g.attrs["name"] = layer.name
+            for i, (var, _) in enumerate(leaf_variables(layer)):
+                g.create_dataset(str(i), data=native(f"{layer.name}/{var}"))
+
+
+def read(path, dataset_keys) -> dict:
+    """{native key: array} from the datasets named in ``dataset_keys`` (dataset path -> native key)."""
+    import h5py
+
+    out = {}
+    try:
+        with h5py.File(path, "r") as f:
+            for ds, key in dataset_keys.items():
+                out[key] = f[ds][()]
+    except (OSError, ValueError, RuntimeError, KeyError) as e:
+        raise InputFileError(f"{Path(path)}: not a readable HDF5 file ({' '.join(str(e).split())})") from None
+    return out
