@@ -17,21 +17,34 @@ from pathlib import Path
 
 from .matrix import REPO, _jax_cache_env, available
 
-TORCH_PEERS = {"googlenet": ("torchvision",), "inception_v3": ("torchvision", "timm")}
-KERAS_PEERS = {"inception_v3": ("keras-applications",)}
+TORCH_PEERS = {"googlenet": ("torchvision",), "inception_v3": ("torchvision", "timm"), "inception_v4": ("timm",),
+               "inception_resnet_v2": ("timm",)}
+KERAS_PEERS = {"inception_v3": ("keras-applications",), "inception_resnet_v2": ("keras-applications",)}
 PEER_CONFIGS = ("plain", "channels_last", "channels_last+compile")
-OURS_TORCH_CONFIGS = ("plain", "channels_last")
+# Ours: "plain" is the model as built (eval mode; Flax under nnx.jit, Keras's predict_on_batch);
+# "fast" is each framework's optimize_for_inference() (impls/*/fast.py), the default inference path.
+OURS_TORCH_CONFIGS = ("plain", "fast")
+# XLA reads its flags once per process, so a run with impls.xla_cpu's flags is its own job; the
+# keras.applications peer on jax gets them too (its best configuration, not only its default).
+XLA_TUNED = "+xla_conv"
 
 
 def plan(arch, frameworks=None):
-    """[(impl, backend, configs)] for this architecture."""
-    jobs = [("torch", None, OURS_TORCH_CONFIGS)]
-    jobs += [(p, None, PEER_CONFIGS) for p in TORCH_PEERS.get(arch, ()) if available(p)]
-    jobs.append(("flax", None, ("jit",)))
+    """[(impl, backend, configs, xla_tuned)] for this architecture, one worker process each."""
+    jobs = [("torch", None, OURS_TORCH_CONFIGS, False)]
+    jobs += [(p, None, PEER_CONFIGS, False) for p in TORCH_PEERS.get(arch, ()) if available(p)]
+    jobs += [("flax", None, ("jit",), False), ("flax", None, ("fast",), True)]
     for backend in ("tensorflow", "jax", "torch"):
         if available(f"keras-{backend}"):
-            jobs.append((f"keras-{backend}", backend, ("predict_on_batch",)))
-            jobs += [(p, backend, ("predict_on_batch",)) for p in KERAS_PEERS.get(arch, ()) if available(p)]
+            if backend == "jax":
+                jobs += [("keras-jax", backend, ("predict_on_batch",), False), ("keras-jax", backend, ("fast",), True)]
+            else:
+                jobs.append((f"keras-{backend}", backend, ("predict_on_batch", "fast"), False))
+            for p in KERAS_PEERS.get(arch, ()):
+                if available(p):
+                    jobs.append((p, backend, ("predict_on_batch",), False))
+                    if backend == "jax":
+                        jobs.append((p, backend, ("predict_on_batch" + XLA_TUNED,), True))
     if frameworks:
         jobs = [j for j in jobs if j[0] in frameworks]
     return jobs
@@ -43,12 +56,13 @@ def run(arch, batch=8, size=None, frameworks=None, warmup=2, repeats=5, progress
     size = size or model_spec(arch).config.input_size[-1]
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
-        for i, (impl, backend, configs) in enumerate(plan(arch, frameworks)):
+        for i, (impl, backend, configs, xla_tuned) in enumerate(plan(arch, frameworks)):
             label = impl if impl != "keras-applications" else f"keras-applications ({backend})"
             progress(f"[{i + 1}] {label}: {', '.join(configs)}")
             out = Path(tmp) / f"{i}.json"
             job = {"impl": impl, "backend": backend, "arch": arch, "batch": batch, "size": size,
-                   "configs": list(configs), "warmup": warmup, "repeats": repeats, "out": str(out)}
+                   "configs": list(configs), "warmup": warmup, "repeats": repeats, "out": str(out),
+                   "xla_tuned": xla_tuned}
             (Path(tmp) / f"{i}-job.json").write_text(json.dumps(job))
             proc = subprocess.run([sys.executable, "-m", "conformance.bench_worker", str(Path(tmp) / f"{i}-job.json")],
                                   cwd=REPO, env={**os.environ, **_jax_cache_env()}, capture_output=True, text=True)
@@ -62,6 +76,8 @@ def run(arch, batch=8, size=None, frameworks=None, warmup=2, repeats=5, progress
 
 
 OURS = ("torch", "flax", "keras-tensorflow", "keras-jax", "keras-torch")
+# Flax has no peer of its own: it is held against keras.applications on Keras's jax backend.
+PEER_FRAMEWORK = {"jax": "keras-jax"}
 
 
 def _framework(impl, backend):
@@ -92,13 +108,14 @@ def table(arch, rows, batch, size, peak_gflops=None):
     peak = peak_gflops or nominal_peak_gflops()
     fastest = max((r["images_per_s"] for r in rows), default=0.0)
     lines = [f"{arch}, batch {batch}, {size}x{size}, fp32 eval; {macs / 1e9:.2f} GMAC/image; nominal peak {peak:.0f} GFLOP/s",
-             f"{'implementation':<34}{'images/s':>10}{'vs best peer':>14}{'vs fastest':>12}{'of peak':>9}"]
+             f"{'implementation':<48}{'images/s':>10}{'vs best peer':>14}{'vs fastest':>12}{'of peak':>9}"]
     for r in rows:
-        peers = [p["images_per_s"] for p in rows if not p["ours"] and p["framework"] == r["framework"]]
+        against = PEER_FRAMEWORK.get(r["framework"], r["framework"])
+        peers = [p["images_per_s"] for p in rows if not p["ours"] and p["framework"] == against]
         vs_peer = f"{r['images_per_s'] / max(peers):.2f}x" if r["ours"] and peers else ""
         r["vs_best_peer"] = r["images_per_s"] / max(peers) if r["ours"] and peers else None
         r["fraction_of_peak"] = 2 * macs * r["images_per_s"] / (peak * 1e9)
         name = f"{r['impl']} [{r['config']}]" + ("" if r["ours"] else " (peer)")
-        lines.append(f"{name:<34}{r['images_per_s']:>10.2f}{vs_peer:>14}{r['images_per_s'] / fastest:>11.2f}x"
+        lines.append(f"{name:<48}{r['images_per_s']:>10.2f}{vs_peer:>14}{r['images_per_s'] / fastest:>11.2f}x"
                      f"{r['fraction_of_peak']:>8.0%}")
     return "\n".join(lines)

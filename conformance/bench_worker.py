@@ -46,6 +46,10 @@ def torch_configs(job):
     model.eval()
     for config in job["configs"]:
         m, xi = model, x
+        if config == "fast":  # ours: BN folded, blocks merged, channels-last (impls/torch_nn/fast.py)
+            from impls.torch_nn.fast import optimize_for_inference
+
+            m = optimize_for_inference(model)
         if "channels_last" in config:
             m, xi = model.to(memory_format=torch.channels_last), x.to(memory_format=torch.channels_last)
         if "compile" in config:
@@ -67,8 +71,16 @@ def flax_configs(job):
     model = build_model(job["arch"], state, aux_logits=False)
     model.eval()
     x = np.random.default_rng(0).standard_normal((job["batch"], job["size"], job["size"], 3), dtype=np.float32)
-    f = nnx.jit(lambda m, x: m(x))
-    yield "jit", _time(lambda: jax.block_until_ready(f(model, x)), job["warmup"], job["repeats"], job["batch"])
+    for config in job["configs"]:
+        if config == "fast":  # BN folded, blocks merged, one jax.jit (impls/flax_nnx/fast.py)
+            from impls.flax_nnx.fast import optimize_for_inference
+
+            f = optimize_for_inference(model)
+            fn = lambda: jax.block_until_ready(f(x))  # noqa: E731
+        else:
+            jitted = nnx.jit(lambda m, x: m(x))
+            fn = lambda: jax.block_until_ready(jitted(model, x))  # noqa: E731
+        yield config, _time(fn, job["warmup"], job["repeats"], job["batch"])
 
 
 def keras_configs(job):
@@ -76,15 +88,22 @@ def keras_configs(job):
 
     b, s = job["batch"], job["size"]
     if job["impl"] == "keras-applications":
-        factory = {"inception_v3": keras.applications.InceptionV3}[job["arch"]]
+        factory = {"inception_v3": keras.applications.InceptionV3,
+                   "inception_resnet_v2": keras.applications.InceptionResNetV2}[job["arch"]]
         model = factory(weights=None, input_shape=(s, s, 3), classifier_activation=None)
     else:
         from impls.keras3 import create_model
 
         model = create_model(job["arch"], aux_logits=False, input_size=s)
     x = np.random.default_rng(0).standard_normal((b, s, s, 3), dtype=np.float32)
-    # predict_on_batch is Keras's compiled inference path on every backend.
-    yield "predict_on_batch", _time(lambda: model.predict_on_batch(x), job["warmup"], job["repeats"], b)
+    for config in job["configs"]:
+        m = model
+        if config == "fast":  # BN folded, blocks merged (impls/keras3/fast.py)
+            from impls.keras3.fast import optimize_for_inference
+
+            m = optimize_for_inference(model)
+        # predict_on_batch is Keras's compiled inference path on every backend.
+        yield config, _time(lambda: m.predict_on_batch(x), job["warmup"], job["repeats"], b)
 
 
 def main(path):
@@ -99,6 +118,10 @@ def main(path):
 
 if __name__ == "__main__":
     job = json.load(open(sys.argv[1]))
+    if job.get("xla_tuned"):  # before JAX (or Keras on jax) is imported
+        from impls import xla_cpu
+
+        xla_cpu.configure()
     if job["impl"].startswith("keras"):
         os.environ["KERAS_BACKEND"] = job.get("backend", "tensorflow")
     main(sys.argv[1])

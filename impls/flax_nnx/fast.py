@@ -138,7 +138,9 @@ def transform(module, fuse=True):
                               getattr(module, "relu", True), merge=fuse)
     if isinstance(module, (Sequential, nnx.List)):
         return Chain(_steps(module, fuse))
-    return module
+    if isinstance(module, nnx.Dropout):  # eval: the identity, whatever mode the model was left in
+        return Chain([])
+    return module  # pools, LRN, Linear: stateless or read-only, shared with the model
 
 
 class FastModel(nnx.Module):

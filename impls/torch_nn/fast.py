@@ -1,15 +1,19 @@
 """The fast inference form of a PyTorch model: BatchNorm folded into the convolution before it,
-channels-last activations, optionally ``torch.compile``.
+conv + ReLU as one oneDNN call, each Inception block's parallel 1x1 convolutions merged into one
+(``fusion.py``), channels-last activations; ``torch.compile`` on request.
 
     model = create_model("inception_v3"); model.load_state_dict(...)
     fast = optimize_for_inference(model)            # a new, eval-only module; ``model`` untouched
     logits = fast(x)                                # NCHW input as usual, no autograd
+    logits = model.eval()(x)                        # the plain path: the model itself
 
 Folding is exact algebra, ``conv(x, W) * s + (beta - mean * s)`` with
 ``s = gamma / sqrt(var + eps)`` becomes ``conv(x, W * s) + b``; it is done in float64 and cast
 once, so the folded weights are the correctly rounded fp32 values and the outputs stay within
 the eval tolerance of the unfolded model (``conformance/test_fast.py``). The plain model is the
 same object it was: training, ``state_dict()`` and conversion never see a folded module.
+On the 2-core CPU of docs/benchmarks.md the eager fast form was as fast as compiling it, so
+``compile`` is off by default (it costs tens of seconds on first call).
 """
 from __future__ import annotations
 
@@ -71,7 +75,8 @@ def optimize_for_inference(model: nn.Module, fold_bn: bool = True, channels_last
                            compile: bool = False, freeze: bool = True) -> InferenceModel:
     """A new eval-only module computing ``model.eval()(x)`` faster; ``model`` is not modified.
 
-    ``fold_bn``: fold BatchNorm into the preceding convolution. ``channels_last``: NHWC memory
+    ``fold_bn``: fold BatchNorm into the preceding convolution. ``fuse``: the rewrites of
+    ``fusion.py`` (needs ``fold_bn`` to find anything to fuse). ``channels_last``: NHWC memory
     format (oneDNN's native layout on CPU). ``compile``: ``torch.compile`` (Inductor); with
     ``freeze`` Inductor treats the weights as constants (its own conv weight pre-packing).
     Compilation happens on the first call and costs tens of seconds on a small CPU.
