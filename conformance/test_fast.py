@@ -95,9 +95,11 @@ def test_fast_googlenet_keras(impl, weights, tmp_path):
 
 @pytest.mark.slow
 @pytest.mark.parametrize("arch", ["inception_v3", "inception_v4", "inception_resnet_v2", "bn_inception"])
-@pytest.mark.parametrize("impl", ["torch", "flax", "keras-tensorflow"])
+@pytest.mark.parametrize("impl", ["torch", "flax", "keras-tensorflow", "keras-torch"])
 def test_fast_deep_models(impl, arch, weights, tmp_path):
-    require("flax") if impl == "flax" else require("keras", "tensorflow") if impl.startswith("keras") else None
+    """keras-torch has its own kernels (impls/keras3/fast_torch.py: torch's convolutions and pools
+    in channels-last, bias and ReLU fused), so it is checked on every model, ceil_mode pools included."""
+    require("flax") if impl == "flax" else require("keras", impl.split("-", 1)[1]) if impl.startswith("keras") else None
     _check(impl, arch, weights, tmp_path)
 
 

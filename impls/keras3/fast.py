@@ -8,9 +8,11 @@ convolutions (biased ``Conv2D`` with the ReLU as its activation), the Inception 
 
 Why each step pays, on the TensorFlow backend: TF's graph optimiser (grappler's remapper, oneDNN)
 fuses ``Conv2D + BiasAdd + Relu`` into one kernel, but not our BatchNorm's arithmetic, nor a
-``Pad`` in front of the convolution. On jax and torch the convolution dominates and the gain is
-the merged 1x1s. Folding is done in float64 and cast once, so the outputs stay within the eval
-tolerance of the model it came from (checked in ``conformance/test_fast.py`` through a worker).
+``Pad`` in front of the convolution. On jax the convolution dominates and the gain is the merged
+1x1s. On torch, Keras's backend copies NHWC<->NCHW around every convolution and pool; there the
+convolutions and pools run on torch directly, channels-last, bias and ReLU fused (``fast_torch``).
+Folding is done in float64 and cast once, so the outputs stay within the eval tolerance of the
+model it came from (checked in ``conformance/test_fast.py`` through a worker).
 """
 from __future__ import annotations
 
@@ -19,7 +21,7 @@ import keras
 from keras import layers, ops
 
 from ..spec import blocks as B
-from .layers import BranchBlock, ConvBlock, InceptionV1Block, MaxPool
+from .layers import AvgPool, BranchBlock, ConvBlock, InceptionV1Block, MaxPool
 from .blocks_v4 import Residual, Sequence
 
 
@@ -55,7 +57,14 @@ class ConvAct(layers.Layer):
         self.out_channels = int(kernel.shape[-1])
         self.kernel_np, self.bias_np = kernel, bias  # kept for merging; never trained
 
+    def build(self, input_shape):
+        self.conv.build(input_shape)
+
     def call(self, x):
+        if keras.backend.backend() == "torch":  # no NHWC<->NCHW copies, bias and ReLU fused
+            from .fast_torch import conv_act
+
+            return conv_act(self.conv, self.pad, self.conv.activation is keras.activations.relu, x)
         if self.explicit_pad:
             ph, pw = self.pad
             x = ops.pad(x, ((0, 0), (ph, ph), (pw, pw), (0, 0)))
@@ -159,6 +168,10 @@ def transform(layer, fuse=True, c=None):
                               getattr(layer, "relu", True), merge=fuse, name=c.name("block"))
     if isinstance(layer, Sequence):
         return Chain(_steps(layer, fuse, c), name=c.name("seq"))
+    if isinstance(layer, (MaxPool, AvgPool)) and keras.backend.backend() == "torch":
+        from .fast_torch import TorchAvgPool, TorchMaxPool
+
+        return (TorchMaxPool if isinstance(layer, MaxPool) else TorchAvgPool)(layer.spec, name=c.name("pool"))
     if isinstance(layer, MaxPool) and layer.spec.stride == (1, 1):
         s = layer.spec  # stride 1, symmetric pad k//2: ceil_mode changes nothing, 'same' is the same window
         if s.padding == tuple(k // 2 for k in s.kernel_size) and all(k % 2 for k in s.kernel_size):
