@@ -182,7 +182,7 @@ def _canonical(framework, native, where):
     """Native {key: array} (any subset of a model's tensors) in canonical names and layouts."""
     from weights_bridge.mapping import plan
 
-    return {ck: layout.to_canonical(np.asarray(native[nk], np.float32))
+    return {ck: layout.to_canonical(np.asarray(native[nk]))  # float32 (or float64: train_fp64)
             for nk, (ck, layout) in plan(framework, native, where).items()}
 
 
@@ -310,7 +310,7 @@ def run_keras(job, x, y, hp, backend, place=None):
     model = MODELS[job["arch"]](input_size=x.shape[-1], **_model_kwargs(job))
     model.load_weights(job["weights"]["keras"])
     xh = np.transpose(x, (0, 2, 3, 1))
-    yh = np.eye(model.spec.num_classes, dtype=np.float32)[y]
+    yh = np.eye(model.spec.num_classes, dtype=x.dtype)[y]  # float64 labels in train_fp64
     if place is not None:
         xh, yh = place(xh), place(yh)
     cce = keras.losses.CategoricalCrossentropy(from_logits=True, label_smoothing=hp["label_smoothing"])

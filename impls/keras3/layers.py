@@ -16,6 +16,13 @@ from ..spec import blocks as B
 from ..spec import layers as L
 
 
+def _mean(x, axis, keepdims=False):
+    """``ops.mean`` in x's own precision: Keras 3.15's JAX backend reduces float64 in float32
+    (compute dtype result_type(x, "float32")), 1e-7 off in a float64 training step."""
+    n = int(np.prod([x.shape[a] for a in (axis if isinstance(axis, tuple) else (axis,))]))
+    return ops.divide(ops.sum(x, axis=axis, keepdims=keepdims), n)
+
+
 class BatchNorm(layers.BatchNormalization):
     """Keras BatchNormalization (same variables, names, momentum rule and ``trainable=False``
     behaviour) with PyTorch's accuracy in train mode. On the TF backend, batch moments are one
@@ -30,7 +37,7 @@ class BatchNorm(layers.BatchNormalization):
         # (TF's CPU reduce_mean loses ~1e-4 relative over Inception v3's 4x35x35 batches).
         def mean(t):
             for axis in (2, 1, 0):
-                t = ops.mean(t, axis=axis, keepdims=True)
+                t = _mean(t, axis, keepdims=True)
             return t
 
         m = mean(inputs)
@@ -127,13 +134,13 @@ class AdaptiveAvgPool(layers.Layer):
     def call(self, x):
         rows = L.adaptive_bins(x.shape[1], self.spec.output_size[0])
         cols = L.adaptive_bins(x.shape[2], self.spec.output_size[1])
-        return ops.stack([ops.stack([ops.mean(x[:, r0:r1, c0:c1], axis=(1, 2)) for c0, c1 in cols], axis=1)
+        return ops.stack([ops.stack([_mean(x[:, r0:r1, c0:c1], (1, 2)) for c0, c1 in cols], axis=1)
                           for r0, r1 in rows], axis=1)
 
 
 class GlobalAvgPool(layers.Layer):
     def call(self, x):
-        return ops.mean(x, axis=(1, 2))
+        return _mean(x, (1, 2))
 
 
 class LRN(layers.Layer):
