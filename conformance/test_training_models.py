@@ -18,7 +18,7 @@ import numpy as np
 import pytest
 
 from conformance import training as T
-from conformance.tolerances import TOLERANCES
+from conformance.tolerances import FLOOR_FACTOR, TOLERANCES
 
 # (architecture, checkpoint variant): every model the training step covers, bn_inception in both
 # of its layouts (the "caffe" one is pretrainedmodels' bninception, BN eps 1e-5).
@@ -102,14 +102,20 @@ def test_float32_loss_and_head_gradients(model):
     ref = outs["torch"]
     heads = _heads(arch, [k for k in ref if k.startswith("grad:")])
     assert heads, "no classifier gradient found"
+    # 1e-5, unless the torch worker's own fp32-vs-fp64 distance says this step cannot hold it
+    # (Inception-v4 at 107 px, batch 2: train-mode BN over 8 values per channel in its last
+    # stage): then FLOOR_FACTOR x that floor, the rule every trunk tensor follows.
+    floor = T.floors(ref)
+    bound = {k: max(TOLERANCES[("float32", "grad")]["rel"], FLOOR_FACTOR * floor.get(k, (0.0, 0.0))[1])
+             for k in ["loss"] + heads}
+    _print(res)
     for a in outs:
         for b in outs:
             if a < b:
                 for k in ["loss"] + heads:
                     x, y = outs[a][k].astype(np.float64), outs[b][k].astype(np.float64)
                     rel = float(np.abs(x - y).max() / np.abs(x).max())
-                    assert rel <= TOLERANCES[("float32", "grad")]["rel"], (a, b, k, rel)
-    _print(res)
+                    assert rel <= bound[k], (a, b, k, rel, bound[k], floor.get(k))
 
 
 def _print(res):
