@@ -1,7 +1,8 @@
 """One framework's benchmark process: ``python -m conformance.bench_worker JOB.json``.
 
 Eval-mode fp32 throughput (images/s, median of timed repetitions after warm-up) of each
-configuration in the job, written to ``<out>``. Random weights: speed does not depend on them.
+configuration in the job, written to ``<out>``. Weights: the job's seeded checkpoint (trained-like
+activations; see ``bench.run`` for why default inits would distort the timings).
 """
 from __future__ import annotations
 
@@ -43,6 +44,8 @@ def torch_configs(job):
         model = timm.create_model(arch, pretrained=False)
     else:
         model = create_model(arch, aux_logits=False)
+    # Our state_dict keys are torchvision's and timm's: one checkpoint for all three.
+    model.load_state_dict(torch.load(job["weights"]["torch"], map_location="cpu", weights_only=True), strict=True)
     model.eval()
     for config in job["configs"]:
         m, xi = model, x
@@ -59,15 +62,14 @@ def torch_configs(job):
 
 
 def flax_configs(job):
+    import flax.serialization
     import jax
     from flax import nnx
 
     from weights_bridge.flax_io import build_model
-    from impls.flax_nnx import create_model
 
-    abstract = nnx.eval_shape(lambda: create_model(job["arch"], aux_logits=False))
-    state = jax.tree.map(lambda a: np.full(a.shape, 0.01, a.dtype),
-                         nnx.to_pure_dict(nnx.state(abstract, nnx.Any(nnx.Param, nnx.BatchStat))))
+    with open(job["weights"]["flax"], "rb") as f:
+        state = flax.serialization.msgpack_restore(f.read())
     model = build_model(job["arch"], state, aux_logits=False)
     model.eval()
     x = np.random.default_rng(0).standard_normal((job["batch"], job["size"], job["size"], 3), dtype=np.float32)
@@ -84,17 +86,19 @@ def flax_configs(job):
 
 
 def keras_configs(job):
-    import keras
-
     b, s = job["batch"], job["size"]
     if job["impl"] == "keras-applications":
-        factory = {"inception_v3": keras.applications.InceptionV3,
-                   "inception_resnet_v2": keras.applications.InceptionResNetV2}[job["arch"]]
-        model = factory(weights=None, input_shape=(s, s, 3), classifier_activation=None)
+        import tempfile
+
+        from .keras_applications_weights import make
+
+        with tempfile.TemporaryDirectory() as tmp:
+            model = make(os.path.join(tmp, "peer.weights.h5"), size=s, architecture=job["arch"])
     else:
         from impls.keras3 import create_model
 
         model = create_model(job["arch"], aux_logits=False, input_size=s)
+        model.load_weights(job["weights"]["keras"])
     x = np.random.default_rng(0).standard_normal((b, s, s, 3), dtype=np.float32)
     for config in job["configs"]:
         m = model

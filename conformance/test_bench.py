@@ -27,3 +27,14 @@ def test_bench_cli_json_names_impl_and_throughput(tmp_path):
     assert peer_configs == {"plain", "channels_last", "channels_last+compile"}
     assert all(isinstance(r["images_per_s"], float) for r in rows)
     assert "vs best peer" in proc.stdout
+
+
+def test_peak_counts_the_fma_width_each_cpu_really_has():
+    # Vendor optimisation manuals: Intel server cores run two 512-bit FMAs a cycle (16 lanes x 2 x 2),
+    # AMD Zen 4 (family 0x19) splits each 512-bit FMA into two 256-bit halves, Zen 5 (0x1A) does not.
+    assert bench.flops_per_cycle("GenuineIntel", 6, {"fma", "avx2", "avx512f"}) == 64
+    assert bench.flops_per_cycle("AuthenticAMD", 25, {"fma", "avx2", "avx512f"}) == 32
+    assert bench.flops_per_cycle("AuthenticAMD", 26, {"fma", "avx2", "avx512f"}) == 64
+    assert bench.flops_per_cycle("GenuineIntel", 6, {"fma", "avx2"}) == 32
+    peak, how = bench.nominal_peak()
+    assert peak > 0 and "flop/cycle" in how

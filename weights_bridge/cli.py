@@ -267,7 +267,7 @@ def parser():
     b.add_argument("--size", type=int)
     b.add_argument("--warmup", type=int, default=2)
     b.add_argument("--repeats", type=int, default=5)
-    b.add_argument("--peak-gflops", type=float, help="the machine's fp32 peak (default: cores x 32 x clock)")
+    b.add_argument("--peak-gflops", type=float, help="the machine's fp32 peak (default: cores x flop/cycle of the instruction set x base clock)")
     b.add_argument("--json")
     b.set_defaults(func=cmd_bench)
 
