@@ -1,8 +1,8 @@
 """One framework's fast-path check: ``python -m conformance.fast_worker IMPL ARCH WEIGHTS.pth INPUT.npy OUT.npz``.
 
-Loads the checkpoint through the bridge into ``IMPL`` (torch, flax, keras-tensorflow, keras-jax,
-keras-torch), runs the plain eval model and ``optimize_for_inference`` of it on the same NCHW
-input, and saves both logits (``plain``, ``fast``). Its own process, as every worker: Keras
+Loads the checkpoint into ``IMPL`` (torch, flax, keras-tensorflow, keras-jax, keras-torch) with
+``weights_bridge.inference``, as plain eval model and as its default fast form, runs both on the
+same NCHW input and saves both logits (``plain``, ``fast``). Its own process, as every worker: Keras
 fixes its backend at import, and the XLA:CPU flags of the fast path (``impls.xla_cpu``) apply
 only before JAX starts, so the fast path is checked in the configuration users get.
 """
@@ -14,49 +14,27 @@ import sys
 import numpy as np
 
 
-def _torch(arch, ckpt, x):
-    import torch
+def run(framework, ckpt, x):
+    """(plain, fast) logits of ``weights_bridge.inference.inference_model`` on NCHW ``x``: what a
+    user of ``load_for_inference`` gets with ``fast=False`` and with the default."""
+    from weights_bridge.inference import inference_model
 
-    from impls.torch_nn.fast import optimize_for_inference
-    from weights_bridge.torch_io import build_model
+    if framework == "torch":
+        import torch
 
-    model = build_model(ckpt).eval()
-    with torch.no_grad():
-        plain = model(torch.from_numpy(x)).numpy()
-    return plain, optimize_for_inference(model)(torch.from_numpy(x)).numpy()
-
-
-def _flax(arch, ckpt, x):
-    from flax import nnx
-
-    from impls.flax_nnx.fast import optimize_for_inference
-    from weights_bridge.flax_io import _nest, build_model, native_tensors
-
-    model = build_model(arch, _nest(native_tensors(ckpt)), num_classes=ckpt.num_classes, aux_logits=ckpt.aux_logits,
-                        transform_input=ckpt.transform_input)
-    model.eval()
+        with torch.no_grad():
+            return tuple(inference_model(ckpt, "torch", fast=f)(torch.from_numpy(x)).numpy() for f in (False, True))
     xh = np.transpose(x, (0, 2, 3, 1))
-    plain = np.asarray(nnx.jit(lambda m, v: m(v))(model, xh))
-    return plain, np.asarray(optimize_for_inference(model)(xh))
+    if framework == "flax":
+        from flax import nnx
 
-
-def _keras(arch, ckpt, x):
+        plain = np.asarray(nnx.jit(lambda m, v: m(v))(inference_model(ckpt, "flax", fast=False), xh))
+        return plain, np.asarray(inference_model(ckpt, "flax")(xh))
     from keras import ops
 
-    from impls.keras3.fast import optimize_for_inference
-    from weights_bridge.keras_io import build_model, load_into
-
-    model = load_into(build_model(arch, ckpt.num_classes, ckpt.aux_logits, input_size=x.shape[-1]), ckpt)
-    xh = np.transpose(x, (0, 2, 3, 1))
-    plain = np.asarray(ops.convert_to_numpy(model(xh, training=False)))
-    return plain, np.asarray(ops.convert_to_numpy(optimize_for_inference(model).predict_on_batch(xh)))
-
-
-def eval_checkpoint(ckpt):
-    """The checkpoint without its aux heads: eval logits only, and the fast forms have none."""
-    ckpt.aux_logits = False
-    ckpt.tensors = {k: v for k, v in ckpt.tensors.items() if k in ckpt.expected_shapes()}
-    return ckpt
+    plain = inference_model(ckpt, "keras", fast=False, input_size=x.shape[-1])(xh, training=False)
+    fast = inference_model(ckpt, "keras", input_size=x.shape[-1]).predict_on_batch(xh)
+    return np.asarray(ops.convert_to_numpy(plain)), np.asarray(ops.convert_to_numpy(fast))
 
 
 def main(impl, arch, weights, inp, out):
@@ -68,9 +46,7 @@ def main(impl, arch, weights, inp, out):
         torch_full_precision()
     else:
         keras_full_precision("jax" if impl == "flax" else impl.split("-", 1)[1])
-    ckpt = eval_checkpoint(read(weights, "torch", arch))
-    run = {"torch": _torch, "flax": _flax}.get(impl, _keras)
-    plain, fast = run(arch, ckpt, np.load(inp))
+    plain, fast = run("keras" if impl.startswith("keras") else impl, read(weights, "torch", arch), np.load(inp))
     np.savez(out, plain=plain, fast=fast)
 
 

@@ -60,7 +60,7 @@ def _check(impl, arch, weights, tmp_path):
         from conformance import fast_worker
         from weights_bridge.formats import read
 
-        plain, fast = fast_worker._torch(arch, fast_worker.eval_checkpoint(read(pth, "torch", arch)), x)
+        plain, fast = fast_worker.run("torch", read(pth, "torch", arch), x)
         got = {"plain": plain, "fast": fast}
     else:
         np.save(tmp_path / "x.npy", x)
@@ -121,3 +121,26 @@ def test_fast_torch_leaves_the_model_alone():
     assert all(p.requires_grad for p in model.parameters())
     with pytest.raises(RuntimeError, match="eval-only"):
         fast.train()
+
+
+def test_load_for_inference_is_fast_by_default_and_plain_on_request(googlenet_pth, tmp_path):
+    """The user's entry point: any checkpoint file in, the fast form out unless ``fast=False``."""
+    import torch
+
+    from impls.torch_nn.fast import InferenceModel
+    from weights_bridge import convert
+    from weights_bridge.inference import load_for_inference
+
+    neutral = tmp_path / "googlenet.neutral"
+    convert(googlenet_pth, neutral, architecture="googlenet")
+    fast = load_for_inference(neutral, "torch")
+    plain = load_for_inference(neutral, "torch", fast=False)
+    assert isinstance(fast, InferenceModel)
+    assert not plain.training and any(isinstance(m, torch.nn.BatchNorm2d) for m in plain.modules())
+    assert not [k for k in plain.state_dict() if k.startswith("aux")]  # eval logits only
+    x = torch.from_numpy(np.random.default_rng(0).standard_normal((1, 3, 224, 224), dtype=np.float32))
+    with torch.no_grad():
+        a, b = plain(x), fast(x)
+    assert tolerances.within(float((a - b).abs().max()), float(a.abs().max()), "eval")
+    with pytest.raises(ValueError, match="unknown framework 'tf'"):
+        load_for_inference(neutral, "tf")

@@ -1,0 +1,78 @@
+"""A checkpoint in any format the bridge reads, as one framework's model ready for inference.
+
+    from weights_bridge.inference import load_for_inference
+    predict = load_for_inference("inception_v3.neutral", "torch")           # the fast path: the default
+    model = load_for_inference("inception_v3.neutral", "torch", fast=False)  # the plain model, eval mode
+
+``fast=True`` gives the framework's ``optimize_for_inference`` form (``impls/*/fast.py``: BatchNorm
+folded into the convolutions, parallel 1x1 convolutions merged, channels-last on torch, one jit on
+Flax, fused Conv2D+ReLU on Keras); its logits equal the plain model's within the eval tolerance
+(``conformance/test_fast.py``). ``fast=False`` is the model itself, for stepping through layers,
+hooks or anything the folded form has folded away. Both are eval-only logits: aux heads are left
+out. Inputs: NCHW for torch, NHWC for Flax and Keras. Keras uses the backend ``KERAS_BACKEND``
+names; for Flax and Keras on jax call ``impls.xla_cpu.configure()`` before JAX starts (the
+convolution library that makes XLA:CPU fast; docs/benchmarks.md).
+"""
+from __future__ import annotations
+
+import copy
+
+from .checkpoint import Checkpoint
+
+FRAMEWORKS = ("torch", "flax", "keras")
+
+
+def eval_checkpoint(ckpt: Checkpoint) -> Checkpoint:
+    """A copy of the checkpoint without its aux heads (eval logits only; the fast forms have none)."""
+    out = copy.copy(ckpt)
+    out.aux_logits = False
+    out.tensors = {k: v for k, v in ckpt.tensors.items() if k in out.expected_shapes()}
+    return out
+
+
+def inference_model(ckpt: Checkpoint, framework: str, fast: bool = True, input_size: int | None = None):
+    """``ckpt`` as ``framework``'s model: its fast form, or with ``fast=False`` the plain model in eval
+    mode. ``input_size`` (Keras only) fixes the input resolution the model is built for; default:
+    the architecture's own."""
+    if framework not in FRAMEWORKS:
+        raise ValueError(f"unknown framework {framework!r}; known: {', '.join(FRAMEWORKS)}")
+    ckpt = eval_checkpoint(ckpt)
+    variant = {"variant": ckpt.variant} if ckpt.variant != "default" else {}
+    if framework == "torch":
+        from .torch_io import build_model
+
+        model = build_model(ckpt).eval()
+        if not fast:
+            return model
+        from impls.torch_nn.fast import optimize_for_inference
+
+        return optimize_for_inference(model)
+    if framework == "flax":
+        from .flax_io import _nest, build_model, native_tensors
+
+        model = build_model(ckpt.architecture, _nest(native_tensors(ckpt)), num_classes=ckpt.num_classes,
+                            aux_logits=False, transform_input=ckpt.transform_input, **variant)
+        model.eval()
+        if not fast:
+            return model
+        from impls.flax_nnx.fast import optimize_for_inference
+
+        return optimize_for_inference(model)
+    from .keras_io import build_model, load_into
+
+    model = load_into(build_model(ckpt.architecture, ckpt.num_classes, False, input_size=input_size,
+                                  variant=ckpt.variant), ckpt)
+    if not fast:
+        return model
+    from impls.keras3.fast import optimize_for_inference
+
+    return optimize_for_inference(model)
+
+
+def load_for_inference(path, framework: str, architecture: str | None = None, fmt: str | None = None,
+                       fast: bool = True, input_size: int | None = None):
+    """Reads ``path`` (format from its name or ``fmt``; ``architecture`` where the file does not
+    say it, e.g. a bare ``.pth``) and returns ``inference_model`` of it."""
+    from .formats import read
+
+    return inference_model(read(path, fmt, architecture), framework, fast=fast, input_size=input_size)
