@@ -25,8 +25,9 @@ TORCH_PEERS = {"googlenet": ("torchvision",), "inception_v3": ("torchvision", "t
 KERAS_PEERS = {"inception_v3": ("keras-applications",), "inception_resnet_v2": ("keras-applications",)}
 PEER_CONFIGS = ("plain", "channels_last", "channels_last+compile")
 # Ours: "plain" is the model as built (eval mode; Flax under nnx.jit, Keras's predict_on_batch);
-# "fast" is each framework's optimize_for_inference() (impls/*/fast.py), the default inference path.
-OURS_TORCH_CONFIGS = ("plain", "fast")
+# "fast" is each framework's optimize_for_inference() (impls/*/fast.py), the default inference path;
+# torch also "fast+compile" (compile=True: it pays on some CPUs and models, not on others).
+OURS_TORCH_CONFIGS = ("plain", "fast", "fast+compile")
 # XLA reads its flags once per process, so a run with impls.xla_cpu's flags is its own job; the
 # keras.applications peer on jax gets them too (its best configuration, not only its default).
 XLA_TUNED = "+xla_conv"

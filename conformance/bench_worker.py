@@ -49,10 +49,10 @@ def torch_configs(job):
     model.eval()
     for config in job["configs"]:
         m, xi = model, x
-        if config == "fast":  # ours: BN folded, blocks merged, channels-last (impls/torch_nn/fast.py)
+        if config.startswith("fast"):  # ours: BN folded, blocks merged, channels-last (impls/torch_nn/fast.py)
             from impls.torch_nn.fast import optimize_for_inference
 
-            m = optimize_for_inference(model)
+            m = optimize_for_inference(model, compile=config == "fast+compile")
         if "channels_last" in config:
             m, xi = model.to(memory_format=torch.channels_last), x.to(memory_format=torch.channels_last)
         if "compile" in config:

@@ -10,7 +10,7 @@ def test_bench_rows_and_table():
     rows = bench.run("googlenet", batch=1, size=64, frameworks=["torch", "flax"], warmup=0, repeats=1,
                      progress=lambda m: None)
     impls = {(r["impl"], r["config"]) for r in rows}
-    assert impls == {("torch", "plain"), ("torch", "fast"), ("flax", "jit"), ("flax", "fast")}
+    assert impls == {("torch", "plain"), ("torch", "fast"), ("torch", "fast+compile"), ("flax", "jit"), ("flax", "fast")}
     assert all(r["images_per_s"] > 0 and r["ours"] for r in rows)
     text = bench.table("googlenet", rows, 1, 64, peak_gflops=100.0)
     assert "images/s" in text and "torch [plain]" in text

@@ -12,8 +12,9 @@ Folding is exact algebra, ``conv(x, W) * s + (beta - mean * s)`` with
 once, so the folded weights are the correctly rounded fp32 values and the outputs stay within
 the eval tolerance of the unfolded model (``conformance/test_fast.py``). The plain model is the
 same object it was: training, ``state_dict()`` and conversion never see a folded module.
-On the 2-core CPU of docs/benchmarks.md the eager fast form was as fast as compiling it, so
-``compile`` is off by default (it costs tens of seconds on first call).
+``compile`` is off by default: it costs 10-25 s on the first call and pays only on some CPUs and
+models (docs/benchmarks.md: GoogLeNet 1.5x on an Intel Xeon, nothing on an AMD EPYC, nothing
+for Inception v3 on either).
 """
 from __future__ import annotations
 
@@ -72,13 +73,14 @@ class InferenceModel(nn.Module):
 
 
 def optimize_for_inference(model: nn.Module, fold_bn: bool = True, channels_last: bool = True, fuse: bool = True,
-                           compile: bool = False, freeze: bool = True) -> InferenceModel:
+                           compile: bool = False, freeze: bool = False) -> InferenceModel:
     """A new eval-only module computing ``model.eval()(x)`` faster; ``model`` is not modified.
 
     ``fold_bn``: fold BatchNorm into the preceding convolution. ``fuse``: the rewrites of
     ``fusion.py`` (needs ``fold_bn`` to find anything to fuse). ``channels_last``: NHWC memory
     format (oneDNN's native layout on CPU). ``compile``: ``torch.compile`` (Inductor); with
-    ``freeze`` Inductor treats the weights as constants (its own conv weight pre-packing).
+    ``freeze`` Inductor treats the weights as constants (its own conv weight pre-packing; measured
+slower than without on GoogLeNet: 66 against 80 images/s).
     Compilation happens on the first call and costs tens of seconds on a small CPU.
     """
     fast = copy.deepcopy(model).eval()
