@@ -67,7 +67,7 @@ def write_report(directory, arch, results, errors, precision, blocks, impls) -> 
     ok = not errors and all(r.ok for r in results)
     lines = [f"# {arch}: agreement report", "", f"**{'PASS' if ok else 'FAIL'}** — {len(results)} comparisons, "
              f"{sum(not r.ok for r in results)} beyond tolerance, {len(errors)} workers failed.", "",
-             "Tolerances: " + "; ".join(f"{k}: abs {v['abs']:g}, rel {v['rel']:g}" for (_, k), v in TOLERANCES.items()), "",
+             "Tolerances: " + "; ".join(f"{k} ({d}): abs {v['abs']:g}, rel {v['rel']:g}" for (d, k), v in TOLERANCES.items()), "",
              "| implementation | device | precision |", "|---|---|---|"]
     for impl, info in precision.items():
         lines.append(f"| {impl} | {info.get('device', '?')} | "
