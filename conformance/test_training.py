@@ -140,3 +140,20 @@ def test_wrong_epsilon_convention_is_caught(train_run):
                           T.floors(t), "googlenet")
     row = next(r for r in rows if r.quantity == "rmsprop_out1")
     assert not row.ok, row
+
+
+def test_kink_flips_are_excused_only_where_float64_agrees():
+    from conformance.training import Row, kink_flips
+
+    def row(q, ok, a="torch", b="flax"):
+        return Row(a, b, q, 1.0, 0.3 if not ok else 1e-6, "t", 1e-4, ok)
+
+    grad32, grad64 = row("grad", False), row("grad", True)
+    res32 = {"rows": [row("loss", True), grad32, row("bn_running_stats", True)]}
+    assert kink_flips(res32, {"rows": [row("loss", True), grad64]}) == [grad32]
+    assert kink_flips(res32, {"rows": [row("loss", True), row("grad", False)]}) == []  # a convention: fails
+    assert kink_flips(res32, {"rows": [row("loss", False), grad64]}) == []  # the pair fails in float64
+    bad_loss = {"rows": [row("loss", False), grad32]}
+    assert kink_flips(bad_loss, {"rows": [row("loss", True), grad64]}) == []  # float32 loss off: not a flip
+    other = {"rows": [row("loss", True), row("grad", False, "flax", "keras-jax")]}
+    assert kink_flips(other, {"rows": [row("loss", True), grad64]}) == []  # no float64 row for that pair
