@@ -52,11 +52,13 @@ def torch_configs(job):
         if config.startswith("fast"):  # ours: BN folded, blocks merged, channels-last (impls/torch_nn/fast.py)
             from impls.torch_nn.fast import optimize_for_inference
 
+            # compile=True compiles the folded model inside; a second torch.compile around it is not ours.
             m = optimize_for_inference(model, compile=config == "fast+compile")
-        if "channels_last" in config:
-            m, xi = model.to(memory_format=torch.channels_last), x.to(memory_format=torch.channels_last)
-        if "compile" in config:
-            m = torch.compile(m)
+        else:  # the peers' configurations
+            if "channels_last" in config:
+                m, xi = model.to(memory_format=torch.channels_last), x.to(memory_format=torch.channels_last)
+            if "compile" in config:
+                m = torch.compile(m)
         with torch.inference_mode():
             yield config, _time(lambda: m(xi), job["warmup"], job["repeats"], b)
 

@@ -80,7 +80,7 @@ def optimize_for_inference(model: nn.Module, fold_bn: bool = True, channels_last
     ``fusion.py`` (needs ``fold_bn`` to find anything to fuse). ``channels_last``: NHWC memory
     format (oneDNN's native layout on CPU). ``compile``: ``torch.compile`` (Inductor); with
     ``freeze`` Inductor treats the weights as constants (its own conv weight pre-packing; measured
-slower than without on GoogLeNet: 66 against 80 images/s).
+    slower than without on GoogLeNet: 66 against 80 images/s).
     Compilation happens on the first call and costs tens of seconds on a small CPU.
     """
     fast = copy.deepcopy(model).eval()
