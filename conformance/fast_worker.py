@@ -15,26 +15,26 @@ import numpy as np
 
 
 def run(framework, ckpt, x):
-    """(plain, fast) logits of ``weights_bridge.inference.inference_model`` on NCHW ``x``: what a
-    user of ``load_for_inference`` gets with ``fast=False`` and with the default."""
-    from weights_bridge.inference import inference_model
+    """(plain, fast) logits on NCHW ``x`` of ``weights_bridge.inference``'s plain model and of its
+    fast form (``optimized``, what ``load_for_inference`` returns by default), the model built once."""
+    from weights_bridge.inference import inference_model, optimized
 
+    plain_model = inference_model(ckpt, framework, fast=False, input_size=x.shape[-1])
+    fast_model = optimized(plain_model, framework)
     if framework == "torch":
         import torch
 
         with torch.no_grad():
-            return tuple(inference_model(ckpt, "torch", fast=f)(torch.from_numpy(x)).numpy() for f in (False, True))
+            return plain_model(torch.from_numpy(x)).numpy(), fast_model(torch.from_numpy(x)).numpy()
     xh = np.transpose(x, (0, 2, 3, 1))
     if framework == "flax":
         from flax import nnx
 
-        plain = np.asarray(nnx.jit(lambda m, v: m(v))(inference_model(ckpt, "flax", fast=False), xh))
-        return plain, np.asarray(inference_model(ckpt, "flax")(xh))
+        return np.asarray(nnx.jit(lambda m, v: m(v))(plain_model, xh)), np.asarray(fast_model(xh))
     from keras import ops
 
-    plain = inference_model(ckpt, "keras", fast=False, input_size=x.shape[-1])(xh, training=False)
-    fast = inference_model(ckpt, "keras", input_size=x.shape[-1]).predict_on_batch(xh)
-    return np.asarray(ops.convert_to_numpy(plain)), np.asarray(ops.convert_to_numpy(fast))
+    return (np.asarray(ops.convert_to_numpy(plain_model(xh, training=False))),
+            np.asarray(ops.convert_to_numpy(fast_model.predict_on_batch(xh))))
 
 
 def main(impl, arch, weights, inp, out):

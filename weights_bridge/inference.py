@@ -16,10 +16,13 @@ convolution library that makes XLA:CPU fast; docs/benchmarks.md).
 from __future__ import annotations
 
 import copy
+import importlib
 
 from .checkpoint import Checkpoint
 
-FRAMEWORKS = ("torch", "flax", "keras")
+# Each framework's fast form: a module with ``optimize_for_inference(plain_model)``.
+FAST_MODULES = {"torch": "impls.torch_nn.fast", "flax": "impls.flax_nnx.fast", "keras": "impls.keras3.fast"}
+FRAMEWORKS = tuple(FAST_MODULES)
 
 
 def eval_checkpoint(ckpt: Checkpoint) -> Checkpoint:
@@ -37,36 +40,28 @@ def inference_model(ckpt: Checkpoint, framework: str, fast: bool = True, input_s
     if framework not in FRAMEWORKS:
         raise ValueError(f"unknown framework {framework!r}; known: {', '.join(FRAMEWORKS)}")
     ckpt = eval_checkpoint(ckpt)
-    variant = {"variant": ckpt.variant} if ckpt.variant != "default" else {}
     if framework == "torch":
         from .torch_io import build_model
 
         model = build_model(ckpt).eval()
-        if not fast:
-            return model
-        from impls.torch_nn.fast import optimize_for_inference
-
-        return optimize_for_inference(model)
-    if framework == "flax":
+    elif framework == "flax":
         from .flax_io import _nest, build_model, native_tensors
 
+        variant = {"variant": ckpt.variant} if ckpt.variant != "default" else {}
         model = build_model(ckpt.architecture, _nest(native_tensors(ckpt)), num_classes=ckpt.num_classes,
                             aux_logits=False, transform_input=ckpt.transform_input, **variant)
         model.eval()
-        if not fast:
-            return model
-        from impls.flax_nnx.fast import optimize_for_inference
+    else:
+        from .keras_io import build_model, load_into
 
-        return optimize_for_inference(model)
-    from .keras_io import build_model, load_into
+        model = load_into(build_model(ckpt.architecture, ckpt.num_classes, False, input_size=input_size,
+                                      variant=ckpt.variant), ckpt)
+    return optimized(model, framework) if fast else model
 
-    model = load_into(build_model(ckpt.architecture, ckpt.num_classes, False, input_size=input_size,
-                                  variant=ckpt.variant), ckpt)
-    if not fast:
-        return model
-    from impls.keras3.fast import optimize_for_inference
 
-    return optimize_for_inference(model)
+def optimized(model, framework: str):
+    """The fast form of a plain model (``inference_model(..., fast=False)``): what ``fast=True`` returns."""
+    return importlib.import_module(FAST_MODULES[framework]).optimize_for_inference(model)
 
 
 def load_for_inference(path, framework: str, architecture: str | None = None, fmt: str | None = None,
