@@ -8,7 +8,7 @@ OUT=${OUT_DIR:-out/main_job}
 rm -rf "$OUT" && mkdir -p "$OUT"
 PY=.venv/bin/python
 BRIDGE=.venv/bin/inception-bridge
-$PY -m conformance.weights googlenet "$OUT/googlenet.pth" --seed 0
+$BRIDGE seed-weights googlenet "$OUT/googlenet.pth" --seed 0
 $BRIDGE convert "$OUT/googlenet.pth" "$OUT/googlenet.neutral" --arch googlenet
 $BRIDGE convert "$OUT/googlenet.neutral" "$OUT/googlenet.msgpack"
 $BRIDGE convert "$OUT/googlenet.msgpack" "$OUT/googlenet.weights.h5" --arch googlenet

@@ -9,4 +9,4 @@ bash ci/setup.sh
 if [ "$#" -eq 0 ]; then
   set -- -m "not slow"
 fi
-exec .venv/bin/python -m pytest conformance "$@"
+exec .venv/bin/python -m pytest conformance/tests "$@"

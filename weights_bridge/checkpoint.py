@@ -1,12 +1,14 @@
-"""A checkpoint in canonical form: config facts plus canonical tensors, checked against the spec."""
+"""A checkpoint in canonical form: the checkpoint's facts plus canonical tensors, checked against
+the spec."""
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Dict
+from typing import Dict, Optional
 
 import numpy as np
 
 from impls.spec import ARCHITECTURES, model_spec
+from impls.spec.registry import tensor_variants
 from impls.spec.tensors import canonical_shapes
 
 from .errors import WeightsMismatchError
@@ -16,18 +18,27 @@ FORMAT_VERSION = 1
 
 @dataclass
 class Checkpoint:
+    """``facts`` (``impls.spec.config.FACTS``: input size, normalisation, label offset, padding
+    convention) are the variant's own unless a file says otherwise; ``extra`` keeps any other
+    config.json field as it was read."""
+
     architecture: str
     tensors: Dict[str, np.ndarray]
     num_classes: int = 1000
     aux_logits: bool = True
     variant: str = "default"
     transform_input: bool = False
+    facts: Optional[dict] = None
     extra: dict = field(default_factory=dict)
 
+    def checkpoint_facts(self) -> dict:
+        return dict(self.facts) if self.facts is not None else self.spec().config.facts()
+
     def config(self) -> dict:
+        """The neutral config.json."""
         return {"format_version": FORMAT_VERSION, "architecture": self.architecture, "variant": self.variant,
                 "num_classes": self.num_classes, "aux_logits": self.aux_logits,
-                "transform_input": self.transform_input, **self.extra}
+                "transform_input": self.transform_input, **self.checkpoint_facts(), **self.extra}
 
     def spec(self):
         """The model these tensors belong to; ``variant`` selects the checkpoint facts (e.g.
@@ -41,28 +52,22 @@ class Checkpoint:
     def expected_shapes(self):
         return canonical_shapes(self.spec())
 
+    def model_kwargs(self, **overrides) -> dict:
+        """The keywords every framework's ``create_model`` takes for this checkpoint."""
+        return {"num_classes": self.num_classes, "aux_logits": self.aux_logits,
+                "transform_input": self.transform_input, "variant": self.variant, **overrides}
+
 
 def check_architecture(arch: str, where: str):
     if arch not in ARCHITECTURES:
         raise WeightsMismatchError(f"{where}: unknown architecture {arch!r}; known: {', '.join(ARCHITECTURES)}")
 
 
-def tensor_variants(arch: str):
-    """Variants of ``arch`` whose tensor set differs from the default's, so that the tensors alone
-    name them (bn_inception's "caffe" has conv biases). Variants that change only the computation
-    (inception_v3's "keras") read as "default" from a native file: name them with ``--variant``."""
-    if arch == "bn_inception":
-        from impls.spec.bn_inception import VARIANTS
-
-        return tuple(v for v in VARIANTS if v != "default")
-    return ()
-
-
 def infer_variant(arch: str, names, aux_logits: bool) -> str:
     """The variant whose canonical tensor names are exactly ``names``; "default" otherwise (so
     that a wrong tensor set is reported against the default model)."""
     names = set(names)
-    for variant in tensor_variants(arch):
+    for variant in tensor_variants(arch, aux_logits):
         if set(canonical_shapes(model_spec(arch, aux_logits=aux_logits, variant=variant))) == names:
             return variant
     return "default"

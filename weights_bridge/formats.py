@@ -28,6 +28,9 @@ FORMATS = {
     "pretrainedmodels": pretrainedmodels,
 }
 EXTENSIONS = ((".weights.h5", "keras"), (".pth", "torch"), (".pt", "torch"), (".msgpack", "flax"))
+# The file name ending each format's files take when the bridge names them ("" for a folder).
+SUFFIX = {"safetensors": ".neutral", "torch": ".pth", "flax": ".msgpack", "keras": ".weights.h5", "timm": ".pth",
+          "keras-applications": ".weights.h5", "pretrainedmodels": ".pth"}
 
 
 def detect(path) -> str:
@@ -64,7 +67,7 @@ def read(path, fmt=None, architecture=None, allow_nonfinite=False, variant=None)
     ckpt = FORMATS[fmt].read(path, architecture, allow_nonfinite=allow_nonfinite)
     if variant and variant != ckpt.variant:
         # A variant with its own tensors (bn_inception's "caffe": conv biases) is read off the file.
-        if fmt in ("safetensors", "timm", "keras-applications", "pretrainedmodels") or ckpt.variant != "default":
+        if getattr(FORMATS[fmt], "RECORDS_VARIANT", False) or ckpt.variant != "default":
             raise WeightsMismatchError(f"{path}: is a {ckpt.variant!r}-variant checkpoint, not {variant!r}")
         ckpt.variant = variant
         check_canonical(ckpt.tensors, ckpt.expected_shapes(), f"{path} (as variant {variant!r})",

@@ -18,7 +18,9 @@ from __future__ import annotations
 import copy
 import importlib
 
+from . import flax_io, keras_io, torch_io
 from .checkpoint import Checkpoint
+from .formats import read
 
 # Each framework's fast form: a module with ``optimize_for_inference(plain_model)``.
 FAST_MODULES = {"torch": "impls.torch_nn.fast", "flax": "impls.flax_nnx.fast", "keras": "impls.keras3.fast"}
@@ -41,21 +43,12 @@ def inference_model(ckpt: Checkpoint, framework: str, fast: bool = True, input_s
         raise ValueError(f"unknown framework {framework!r}; known: {', '.join(FRAMEWORKS)}")
     ckpt = eval_checkpoint(ckpt)
     if framework == "torch":
-        from .torch_io import build_model
-
-        model = build_model(ckpt).eval()
+        model = torch_io.to_model(ckpt)
     elif framework == "flax":
-        from .flax_io import _nest, build_model, native_tensors
-
-        variant = {"variant": ckpt.variant} if ckpt.variant != "default" else {}
-        model = build_model(ckpt.architecture, _nest(native_tensors(ckpt)), num_classes=ckpt.num_classes,
-                            aux_logits=False, transform_input=ckpt.transform_input, **variant)
+        model = flax_io.to_model(ckpt)
         model.eval()
     else:
-        from .keras_io import build_model, load_into
-
-        model = load_into(build_model(ckpt.architecture, ckpt.num_classes, False, input_size=input_size,
-                                      variant=ckpt.variant), ckpt)
+        model = keras_io.to_model(ckpt, input_size=input_size)
     return optimized(model, framework) if fast else model
 
 
@@ -68,6 +61,4 @@ def load_for_inference(path, framework: str, architecture: str | None = None, fm
                        fast: bool = True, input_size: int | None = None):
     """Reads ``path`` (format from its name or ``fmt``; ``architecture`` where the file does not
     say it, e.g. a bare ``.pth``) and returns ``inference_model`` of it."""
-    from .formats import read
-
     return inference_model(read(path, fmt, architecture), framework, fast=fast, input_size=input_size)

@@ -4,58 +4,55 @@ Building a Keras model creates its variables by tracing a symbolic forward pass:
 Inception-ResNet-v2 on the TF backend, then ``save_weights``/``load_weights`` copy every tensor
 through the backend (about 5 s more). That was nearly all of a conversion. The file layout needs
 none of it: Keras names each layer's HDF5 group by walking the layer objects (attribute names,
-class names in lists), independently of their variables. So the layout is taken from Keras's own
-walk (``saving_lib._save_state``) over an unbuilt model with a store that only records paths,
-and the datasets are written and read directly; each layer's variables are numbered in the order
-Keras creates them (``save_own_variables``: trainable, then non-trainable). Keras's own
-``load_weights`` reads these files and ``save_weights`` writes the same layout
-(``conformance/test_bridge.py`` checks both on GoogLeNet).
+class names in lists), independently of their variables, and tags the group with the layer's
+name. So the layout is taken from Keras's own walk (``saving_lib._save_state``) over an unbuilt
+model with a store that only records paths, and the datasets are written directly; each layer's
+variables are numbered in the order Keras creates them (``save_own_variables``: trainable, then
+non-trainable). Reading goes by the layer name each group carries, not by the group's path, so a
+file stays readable when the model's internal nesting changes. Keras's own ``load_weights`` reads
+these files and ``save_weights`` writes the same layout (checked by the tests on GoogLeNet).
 """
 from __future__ import annotations
 
 from pathlib import Path
 
 from .errors import InputFileError
+from .layouts import BATCH_NORM, LEAVES, WEIGHTED
 
-# Variables of each weight-holding Keras layer, in Keras's creation order, with canonical leaf.
-_LEAVES = {"Conv2D": (("kernel", "weight"), ("bias", "bias")), "Dense": (("kernel", "weight"), ("bias", "bias")),
-           "BatchNormalization": (("gamma", "weight"), ("beta", "bias"), ("moving_mean", "running_mean"),
-                                  ("moving_variance", "running_var"))}
+KINDS = {"Conv2D": WEIGHTED, "Dense": WEIGHTED, "BatchNormalization": BATCH_NORM}
 
 
 def leaf_variables(layer):
     """[(variable name, canonical leaf)] of a layer, as its ``build()`` would create them."""
     from keras import layers
 
-    for cls, leaves in _LEAVES.items():
+    for cls, kind in KINDS.items():
         if isinstance(layer, getattr(layers, cls)):
-            if cls == "BatchNormalization":
+            if kind == BATCH_NORM:
                 skip = ({"gamma"} if not layer.scale else set()) | ({"beta"} if not layer.center else set())
             else:
                 skip = set() if layer.use_bias else {"bias"}
-            return [(var, leaf) for var, leaf in leaves if var not in skip]
+            return [(theirs, ours) for ours, theirs, _ in LEAVES["keras"][kind] if theirs not in skip]
     return []
 
 
 def unbuilt_model(architecture, num_classes, aux_logits, variant="default"):
     from impls.keras3 import create_model
 
-    kw = {"variant": variant} if variant and variant != "default" else {}
-    return create_model(architecture, num_classes=num_classes, aux_logits=aux_logits, input_size=None, **kw)
+    return create_model(architecture, num_classes=num_classes, aux_logits=aux_logits, variant=variant,
+                        input_size=None)
 
 
-def layout(model, shapes):
-    """{dataset path: (native key, shape)} for every variable, from the walk and ``shapes``
-    (native key '<layer name>/<variable>' -> shape)."""
+def layout(model) -> dict:
+    """{dataset path: native key ('<layer name>/<variable>')} for every variable, from the walk."""
     out = {}
-    for path, layer in _paths(model):
+    for path, layer in walk(model):
         for i, (var, _) in enumerate(leaf_variables(layer)):
-            key = f"{layer.name}/{var}"
-            out[f"{path}/vars/{i}" if path else f"vars/{i}"] = (key, shapes[key])
+            out[f"{path}/vars/{i}" if path else f"vars/{i}"] = f"{layer.name}/{var}"
     return out
 
 
-def _paths(model):
+def walk(model):
     """[(group path, layer)] of every layer, from Keras's walk (its ``make()`` calls carry the
     layer's name as metadata)."""
     from keras.src.saving import saving_lib
@@ -104,11 +101,31 @@ def write(path, model, native) -> None:
     import h5py
 
     with h5py.File(path, "w") as f:
-        for group, layer in _paths(model):
+        for group, layer in walk(model):
             g = f.create_group(f"{group}/vars" if group else "vars")
             g.attrs["name"] = layer.name
             for i, (var, _) in enumerate(leaf_variables(layer)):
                 g.create_dataset(str(i), data=native(f"{layer.name}/{var}"))
+
+
+def datasets(path) -> dict:
+    """{dataset path: (shape, dtype, the layer name its group carries or None)}, read with h5py
+    only (nothing is deserialized)."""
+    import h5py
+
+    out = {}
+
+    def visit(name, obj):
+        if isinstance(obj, h5py.Dataset):
+            owner = obj.parent.attrs.get("name")
+            out[name] = (tuple(obj.shape), obj.dtype, owner if isinstance(owner, str) else None)
+
+    try:
+        with h5py.File(path, "r") as f:
+            f.visititems(visit)
+    except (OSError, ValueError, RuntimeError) as e:
+        raise InputFileError(f"{path}: not a readable HDF5 file ({' '.join(str(e).split())})") from None
+    return out
 
 
 def read(path, dataset_keys) -> dict:

@@ -3,7 +3,8 @@ layout Keras's own ``save_weights`` / ``load_weights`` use, read and written wit
 building the model (``weights_bridge.keras_h5``); no code is loaded.
 
 A variable's native key is ``<layer name>/<variable name>``; our Keras layers are named by
-canonical module path (see ``impls.keras3.layers``).
+canonical module path (see ``impls.keras3.blocks``). ``to_model(ckpt)`` is the one way a checkpoint
+becomes a Keras model.
 """
 from __future__ import annotations
 
@@ -13,11 +14,16 @@ from pathlib import Path
 
 import numpy as np
 
+from impls.spec import model_spec
+from impls.spec.registry import tensor_variants
+from impls.spec.tensors import canonical_shapes
+
 from . import keras_h5
 from .atomic import atomic_path
-from .checkpoint import Checkpoint, check_architecture, infer_variant, tensor_variants
+from .checkpoint import Checkpoint, check_architecture
 from .errors import InputFileError, UnsafeInputError, WeightsMismatchError
-from .mapping import MAX_LISTED, native_plan, plan, to_canonical, to_native
+from .layouts import canonical_key
+from .mapping import fail, native_plan, to_canonical, to_native
 
 SUFFIX = ".weights.h5"
 CODE_LAYERS = ("Lambda", "TFOpLambda")
@@ -34,7 +40,7 @@ def refuse_archive(path):
         with zipfile.ZipFile(path) as z:
             info = z.getinfo("config.json")
             if info.file_size <= 64 << 20:
-                _find_layers(json.loads(z.read(info).decode("utf-8")), lambdas)
+                code_layers(json.loads(z.read(info).decode("utf-8")), lambdas)
     except (zipfile.BadZipFile, KeyError, OSError, ValueError, RecursionError, EOFError):
         pass  # not a readable archive: refused below all the same
     if lambdas:
@@ -44,16 +50,18 @@ def refuse_archive(path):
                          f"(model.save_weights)")
 
 
-def _find_layers(node, out):
+def code_layers(node, out):
+    """Appends to ``out`` the name of every layer in a Keras config (parsed JSON) that holds
+    Python code (``CODE_LAYERS``), without deserializing anything."""
     if isinstance(node, dict):
         if node.get("class_name") in CODE_LAYERS:
             out.append((node.get("config") or {}).get("name", node["class_name"])
                        if isinstance(node.get("config"), dict) else node["class_name"])
         for v in node.values():
-            _find_layers(v, out)
+            code_layers(v, out)
     elif isinstance(node, list):
         for v in node:
-            _find_layers(v, out)
+            code_layers(v, out)
 
 
 def native_key(variable) -> str:
@@ -63,28 +71,13 @@ def native_key(variable) -> str:
 def native_shapes(model) -> dict:
     """'<layer name>/<variable>' -> shape for every variable of our (possibly unbuilt) Keras model,
     from the canonical shape table through the Keras layout rules."""
-    from impls.spec.tensors import canonical_shapes
-
-    from .keras_h5 import leaf_variables
-    from .layouts import canonical_key
-
     table, shapes = canonical_shapes(model.spec), {}
     for layer in model._flatten_layers(include_self=False, recursive=True):
-        for var, _ in leaf_variables(layer):
+        for var, _ in keras_h5.leaf_variables(layer):
             key = f"{layer.name}/{var}"
             (ck, layout), = canonical_key("keras", key)
             shapes[key] = layout.native_shape(table[ck])
     return shapes
-
-
-def build_model(architecture, num_classes, aux_logits, input_size=None, variant="default"):
-    from impls.keras3 import create_model
-    from impls.spec import model_spec
-
-    # Build at the architecture's own input size: Inception v3's aux head does not fit 224.
-    input_size = input_size or model_spec(architecture).config.input_size[-1]
-    kw = {"variant": variant} if variant and variant != "default" else {}
-    return create_model(architecture, num_classes=num_classes, aux_logits=aux_logits, input_size=input_size, **kw)
 
 
 def load_into(model, ckpt: Checkpoint):
@@ -98,63 +91,86 @@ def load_into(model, ckpt: Checkpoint):
     return model
 
 
-def from_model(model, architecture, allow_nonfinite=True, where=None) -> Checkpoint:
+def to_model(ckpt: Checkpoint, input_size=None, **overrides):
+    """Our Keras model holding ``ckpt``, built for ``input_size`` (default: the architecture's
+    own; Inception v3's aux head does not fit 224); ``overrides``: ``create_model`` keywords."""
+    from impls.keras3 import NATIVE, create_model
+
+    model = create_model(ckpt.architecture, input_size=input_size or NATIVE, **ckpt.model_kwargs(**overrides))
+    return load_into(model, ckpt)
+
+
+def native_state(model, variables=None) -> dict:
+    """{'<layer>/<variable>': numpy array} of a live Keras model's ``variables`` (default all its
+    weights), in whatever dtype they hold."""
     from keras import ops
 
-    native = {native_key(v): np.asarray(ops.convert_to_numpy(v.value), np.float32) for v in model.weights}
-    return _checkpoint(native, model, architecture, allow_nonfinite, where)
+    return {native_key(v): np.asarray(ops.convert_to_numpy(v.value))
+            for v in (model.weights if variables is None else variables)}
+
+
+def from_model(model, architecture, allow_nonfinite=True, where=None) -> Checkpoint:
+    return _checkpoint(native_state(model), model, architecture, allow_nonfinite, where)
 
 
 def _checkpoint(native, model, architecture, allow_nonfinite, where=None) -> Checkpoint:
     spec = model.spec
-    names = [ck for ck, _ in plan("keras", native, where or f"keras model {model.name}").values()]
     ckpt = Checkpoint(architecture, {}, spec.num_classes, bool(spec.aux_heads), transform_input=spec.transform_input,
-                      variant=infer_variant(architecture, names, bool(spec.aux_heads)))
+                      variant=spec.variant)
     ckpt.tensors = to_canonical("keras", native, ckpt.expected_shapes(), where or f"keras model {model.name}",
                                 allow_nonfinite, consume=True)
     return ckpt
 
 
-def _peek_head(path: Path, architecture, found=None):
-    """(num_classes, aux_logits) from the HDF5 layout Keras writes for our model: the aux heads
-    live under ``aux_layers``; the trunk's only 2-D kernel is the classifier's (in, out)."""
-    datasets = list((found if found is not None else _datasets(path)).items())
-    if not datasets:
-        raise InputFileError(f"{path}: holds no weights")
-    kernels = [(n, s) for n, s in datasets if not n.startswith("aux_layers/") and len(s[0]) == 2]
-    if len(kernels) != 1:
-        raise WeightsMismatchError(f"{path}: expected one classifier kernel in a Keras {architecture} weights file, "
-                                   f"found {len(kernels)}; was it written by this project's Keras model?")
-    return int(kernels[0][1][0][1]), any(n.startswith("aux_layers/") for n, _ in datasets)
-
-
-def _datasets(path) -> dict:
-    """HDF5 dataset path -> (shape, dtype), read with h5py only (nothing is deserialized)."""
-    import h5py
-
+def _by_layer(found: dict) -> dict:
+    """{(layer name, variable index): dataset path} for the datasets that sit where Keras puts a
+    layer's variables (``.../vars/<i>`` in a group tagged with the layer's name)."""
     out = {}
-    try:
-        with h5py.File(path, "r") as f:
-            f.visititems(lambda name, obj: out.__setitem__(name, (tuple(obj.shape), obj.dtype))
-                         if isinstance(obj, h5py.Dataset) else None)
-    except (OSError, ValueError, RuntimeError) as e:
-        raise InputFileError(f"{path}: not a readable HDF5 file ({' '.join(str(e).split())})") from None
+    for ds, (_, _, owner) in found.items():
+        group, _, index = ds.rpartition("/")
+        if owner and index.isdigit() and (group == "vars" or group.endswith("/vars")):
+            out[(owner, int(index))] = ds
     return out
 
 
-def _check_layout(path, found: dict, expected: dict, architecture):
-    """Every dataset Keras would write for this model, no other, each of the same shape and float32."""
-    problems = [f"missing {k!r} (expected shape {s}, float32)" for k, (s, _) in expected.items() if k not in found]
-    for k, (shape, dtype) in found.items():
-        if k not in expected:
-            problems.append(f"unexpected {k!r} (shape {shape}): no layer of Keras {architecture} takes it")
-        elif shape != expected[k][0]:
-            problems.append(f"{k!r} has shape {shape}, expected {expected[k][0]}")
+def _peek_head(path: Path, architecture, by_layer: dict, found: dict):
+    """(num_classes, aux_logits): the classifier layer's (in, out) kernel and whether any layer
+    of an aux head is present."""
+    spec = model_spec(architecture)
+    classifier = spec.stages[-1][0]
+    kernel = by_layer.get((classifier, 0))
+    if kernel is None or len(found[kernel][0]) != 2:
+        raise WeightsMismatchError(f"{path}: no classifier kernel (layer {classifier!r}) in a Keras {architecture} "
+                                   f"weights file; was it written by this project's Keras model?")
+    aux = any(name.startswith(tuple(f"{head}-" for head in spec.aux_heads)) for name, _ in by_layer) \
+        if spec.aux_heads else False
+    return int(found[kernel][0][1]), aux
+
+
+def _expected(model) -> dict:
+    """{(layer name, variable index): (native key, native shape)} of our unbuilt Keras model."""
+    shapes = native_shapes(model)
+    return {(layer.name, i): (f"{layer.name}/{var}", shapes[f"{layer.name}/{var}"])
+            for layer in model._flatten_layers(include_self=False, recursive=True)
+            for i, (var, _) in enumerate(keras_h5.leaf_variables(layer))}
+
+
+def _check_layout(path, found: dict, by_layer: dict, expected: dict, architecture):
+    """Every variable Keras would write for this model, no other dataset, each of its shape and float32."""
+    problems = [f"missing {key!r} (expected shape {shape}, float32)" for at, (key, shape) in expected.items()
+                if at not in by_layer]
+    placed = {ds: at for at, ds in by_layer.items()}
+    for ds, (shape, dtype, _) in found.items():
+        at = placed.get(ds)
+        if at not in expected:
+            problems.append(f"unexpected {ds!r} (shape {shape}): no layer of Keras {architecture} takes it")
+        elif shape != expected[at][1]:
+            problems.append(f"{ds!r} ({expected[at][0]}) has shape {shape}, expected {expected[at][1]}")
         elif dtype != np.float32:
-            problems.append(f"{k!r} has dtype {dtype}, expected float32 (the bridge never casts silently)")
+            problems.append(f"{ds!r} ({expected[at][0]}) has dtype {dtype}, expected float32 "
+                            f"(the bridge never casts silently)")
     if problems:
-        more = f"; and {len(problems) - MAX_LISTED} more" if len(problems) > MAX_LISTED else ""
-        raise WeightsMismatchError(f"{path}: {'; '.join(problems[:MAX_LISTED])}{more}")
+        fail(str(path), problems)
 
 
 def read(path, architecture, allow_nonfinite=False) -> Checkpoint:
@@ -164,26 +180,20 @@ def read(path, architecture, allow_nonfinite=False) -> Checkpoint:
     if zipfile.is_zipfile(path):
         refuse_archive(path)
     check_architecture(architecture, str(path))
-    found = _datasets(path)
-    num_classes, aux = _peek_head(path, architecture, found)
-    model, expected, keys = _reference(architecture, num_classes, aux, "default")
-    for variant in tensor_variants(architecture):  # a variant with other tensors, if the file has its layout
-        if found.keys() == expected.keys():
-            break
-        other = _reference(architecture, num_classes, aux, variant)
-        if found.keys() == other[1].keys():
-            model, expected, keys = other
-    _check_layout(path, found, expected, architecture)
+    found = keras_h5.datasets(path)
+    if not found:
+        raise InputFileError(f"{path}: holds no weights")
+    by_layer = _by_layer(found)
+    num_classes, aux = _peek_head(path, architecture, by_layer, found)
+    model = keras_h5.unbuilt_model(architecture, num_classes, aux)
+    expected = _expected(model)
+    for variant in tensor_variants(architecture, aux):  # a variant with other tensors, if the file has its layout
+        other = keras_h5.unbuilt_model(architecture, num_classes, aux, variant)
+        if set(by_layer) != set(expected) and set(by_layer) == set(_expected(other)):
+            model, expected = other, _expected(other)
+    _check_layout(path, found, by_layer, expected, architecture)
+    keys = {by_layer[at]: key for at, (key, _) in expected.items()}
     return _checkpoint(keras_h5.read(path, keys), model, architecture, allow_nonfinite, where=str(path))
-
-
-def _reference(architecture, num_classes, aux, variant):
-    """(our unbuilt Keras model, {dataset: (shape, float32)} that Keras writes for it,
-    {dataset: native key})."""
-    model = keras_h5.unbuilt_model(architecture, num_classes, aux, variant)
-    datasets = keras_h5.layout(model, native_shapes(model))
-    return (model, {ds: (shape, np.dtype(np.float32)) for ds, (_, shape) in datasets.items()},
-            {ds: key for ds, (key, _) in datasets.items()})
 
 
 def load_weights(model, path, what: str):

@@ -1,14 +1,16 @@
-"""Canonical tensor names and each framework's layout, declared once as data.
+"""Canonical tensor names and each framework's names and layouts, declared once, both ways.
 
-Canonical names and layouts are PyTorch's (see ``impls.spec.tensors``). A framework's tensor is
-named by a native key; each framework declares rules ``native pattern -> canonical template`` plus
-the layout transform between them. ``weights_bridge.mapping`` applies the rules strictly.
+Canonical names and layouts are PyTorch's (``impls.spec.tensors``): ``<module path>.<leaf>``,
+conv (O, I, H, W), dense (out, in). A framework's tensor is named by a native key: torch
+``state_dict`` keys (canonical themselves); NNX state paths joined by '.'; Keras
+``<layer name>/<variable name>`` where the layer name is the module path with '-' for '.'.
+``LEAVES`` pairs each framework's leaf names with the canonical ones, per kind of module, in the
+order the framework creates them; ``weights_bridge.mapping`` applies it strictly.
 """
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
-from typing import Callable, Tuple
+from typing import Tuple
 
 import numpy as np
 
@@ -44,53 +46,50 @@ IDENTITY = Layout("identity")
 # conv (O, I, H, W) -> (H, W, I, O); dense (out, in) -> (in, out)
 CHANNELS_LAST_KERNEL = Layout("OIHW->HWIO | (out,in)->(in,out)", ((4, (2, 3, 1, 0)), (2, (1, 0))))
 
-
-@dataclass(frozen=True)
-class Rule:
-    native: str  # regex over the native key
-    canonical: str  # template using the native pattern's groups
-    layout: Layout = IDENTITY
-
-    def apply(self, native_key: str):
-        m = re.fullmatch(self.native, native_key)
-        return None if m is None else m.expand(self.canonical)
-
-
-def _keras_module(path: str) -> str:
-    return path.replace("-", ".")
-
-
-# Native keys: torch ``state_dict`` keys; NNX state paths joined by '.'; Keras
-# ``<layer name>/<variable name>`` (layer names are canonical module paths with '-' for '.').
-RULES = {
-    "torch": (Rule(r"(.+)", r"\1"),),
-    "flax": (
-        Rule(r"(.+)\.kernel", r"\1.weight", CHANNELS_LAST_KERNEL),
-        Rule(r"(.+)\.bias", r"\1.bias"),
-        Rule(r"(.+)\.scale", r"\1.weight"),
-        Rule(r"(.+)\.mean", r"\1.running_mean"),
-        Rule(r"(.+)\.var", r"\1.running_var"),
-    ),
-    "keras": (
-        Rule(r"(.+)/kernel", r"\1.weight", CHANNELS_LAST_KERNEL),
-        Rule(r"(.+)/bias", r"\1.bias"),
-        Rule(r"(.+)/gamma", r"\1.weight"),
-        Rule(r"(.+)/beta", r"\1.bias"),
-        Rule(r"(.+)/moving_mean", r"\1.running_mean"),
-        Rule(r"(.+)/moving_variance", r"\1.running_var"),
-    ),
+WEIGHTED, BATCH_NORM = "weighted", "batch_norm"  # conv or dense; BN
+# framework -> module kind -> ((canonical leaf, native leaf, layout), ...), in creation order.
+LEAVES = {
+    "flax": {
+        WEIGHTED: (("weight", "kernel", CHANNELS_LAST_KERNEL), ("bias", "bias", IDENTITY)),
+        BATCH_NORM: (("weight", "scale", IDENTITY), ("bias", "bias", IDENTITY), ("running_mean", "mean", IDENTITY),
+                     ("running_var", "var", IDENTITY)),
+    },
+    "keras": {
+        WEIGHTED: (("weight", "kernel", CHANNELS_LAST_KERNEL), ("bias", "bias", IDENTITY)),
+        BATCH_NORM: (("weight", "gamma", IDENTITY), ("bias", "beta", IDENTITY),
+                     ("running_mean", "moving_mean", IDENTITY), ("running_var", "moving_variance", IDENTITY)),
+    },
 }
-
-# How a rule's module part is spelled natively, where it differs from canonical.
-MODULE_SPELLING: dict[str, Callable[[str], str]] = {"keras": _keras_module}
+# framework -> (separator before the leaf, module path spelling: native -> canonical, canonical -> native)
+SPELLING = {"flax": (".", lambda m: m, lambda m: m), "keras": ("/", lambda m: m.replace("-", "."),
+                                                             lambda m: m.replace(".", "-"))}
 
 
 def canonical_key(framework: str, native_key: str):
-    """(canonical key, layout) for every rule matching ``native_key`` (strict callers want one)."""
-    fix = MODULE_SPELLING.get(framework, lambda s: s)
-    hits = []
-    for rule in RULES[framework]:
-        key = rule.apply(native_key)
-        if key is not None:
-            hits.append((fix(key), rule.layout))
-    return hits
+    """[(canonical key, layout)] for every reading of ``native_key`` (strict callers want one)."""
+    if framework == "torch":
+        return [(native_key, IDENTITY)]
+    sep, to_canonical, _ = SPELLING[framework]
+    module, found, leaf = native_key.rpartition(sep)
+    if not found or not module:
+        return []
+    hits = {(f"{to_canonical(module)}.{ours}", layout) for leaves in LEAVES[framework].values()
+            for ours, theirs, layout in leaves if theirs == leaf}
+    return sorted(hits, key=lambda h: h[0])
+
+
+def native_key(framework: str, canonical: str, kind: str):
+    """(native key, layout) of a canonical tensor of a module of ``kind`` (WEIGHTED, BATCH_NORM)."""
+    if framework == "torch":
+        return canonical, IDENTITY
+    sep, _, to_native = SPELLING[framework]
+    module, leaf = canonical.rsplit(".", 1)
+    for ours, theirs, layout in LEAVES[framework][kind]:
+        if ours == leaf:
+            return f"{to_native(module)}{sep}{theirs}", layout
+    raise KeyError(f"{framework} has no {kind} leaf for canonical {canonical!r}")
+
+
+def module_kind(canonical: str, table) -> str:
+    """BATCH_NORM if the canonical tensor's module has running statistics in ``table``, else WEIGHTED."""
+    return BATCH_NORM if f"{canonical.rsplit('.', 1)[0]}.running_var" in table else WEIGHTED

@@ -17,7 +17,8 @@ Shape = Tuple[int, ...]
 MAX_LISTED = 8
 
 
-def _fail(where: str, problems):
+def fail(where: str, problems):
+    """Raises ``WeightsMismatchError`` listing the first ``MAX_LISTED`` problems and how many more."""
     shown = "; ".join(problems[:MAX_LISTED])
     more = f"; and {len(problems) - MAX_LISTED} more" if len(problems) > MAX_LISTED else ""
     raise WeightsMismatchError(f"{where}: {shown}{more}")
@@ -38,8 +39,14 @@ def plan(framework: str, native_keys: Iterable[str], where: str) -> Dict[str, Tu
         claimed[ck] = nk
         out[nk] = (ck, layout)
     if problems:
-        _fail(where, problems)
+        fail(where, problems)
     return out
+
+
+def canonical_arrays(framework: str, native: Mapping[str, np.ndarray], where: str) -> Dict[str, np.ndarray]:
+    """Native {key: array} (any subset of a model's tensors, any dtype: gradients, optimizer
+    results, float64 steps) in canonical names and layouts, each key matching exactly one rule."""
+    return {ck: layout.to_canonical(np.asarray(native[nk])) for nk, (ck, layout) in plan(framework, native, where).items()}
 
 
 def check_canonical(tensors: Mapping[str, np.ndarray], expected: Mapping[str, Shape], where: str,
@@ -59,7 +66,7 @@ def check_canonical(tensors: Mapping[str, np.ndarray], expected: Mapping[str, Sh
         elif not allow_nonfinite and not np.isfinite(a).all():
             problems.append(f"tensor {k!r} contains NaN or Inf (allow_nonfinite=True / --allow-nonfinite to accept)")
     if problems:
-        _fail(where, problems)
+        fail(where, problems)
 
 
 def to_canonical(framework: str, native: Mapping[str, np.ndarray], expected: Mapping[str, Shape], where: str,
@@ -92,7 +99,7 @@ def native_plan(framework: str, canonical: Mapping[str, np.ndarray], native_shap
                             f"expected {tuple(native_shapes[nk])}")
     problems += [f"unexpected tensor {k!r}: no {framework} target takes it" for k in canonical if k not in wanted]
     if problems:
-        _fail(where, problems)
+        fail(where, problems)
     return mapping
 
 

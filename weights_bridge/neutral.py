@@ -1,12 +1,15 @@
 """The neutral format: a folder with ``model.safetensors`` (canonical names, PyTorch layout,
 float32) and ``config.json`` (format_version, architecture, variant, num_classes, aux_logits,
-transform_input). Reading never executes code; writing is all-or-nothing."""
+transform_input and the checkpoint's facts: input_size, input_space, mean, std, label_offset,
+padding_convention). Reading never executes code; writing is all-or-nothing."""
 from __future__ import annotations
 
 import json
 from pathlib import Path
 
 import numpy as np
+
+from impls.spec.config import FACTS
 
 from .atomic import atomic_path
 from .checkpoint import FORMAT_VERSION, Checkpoint, check_architecture
@@ -19,6 +22,7 @@ OPTIONAL = {"variant": str, "transform_input": bool}
 MAX_CONFIG_BYTES = 1 << 20
 MAX_HEADER_BYTES = 100 << 20  # safetensors' own limit
 MAX_CLASSES = 1 << 20
+RECORDS_VARIANT = True  # the file fixes the checkpoint variant: --variant must agree with it
 
 
 def _folder(path) -> Path:
@@ -61,7 +65,18 @@ def read_config(folder: Path) -> dict:
         raise InputFileError(f"{path}: num_classes must be between 1 and {MAX_CLASSES}, "
                              f"found {_short(cfg['num_classes'])}")
     check_architecture(cfg["architecture"], str(path))
+    for name, (typ, length) in FACTS.items():
+        if name in cfg and not _fact_ok(cfg[name], typ, length):
+            shape = f"a list of {length} {typ.__name__}s" if length else typ.__name__
+            raise InputFileError(f"{path}: field {name!r} must be {shape}, found {_short(cfg[name])}")
     return cfg
+
+
+def _fact_ok(value, typ, length) -> bool:
+    one = lambda v: isinstance(v, typ if typ is not float else (int, float)) and not isinstance(v, bool)
+    if length is None:
+        return one(value)
+    return isinstance(value, list) and len(value) == length and all(map(one, value))
 
 
 def _short(value, limit=80) -> str:
@@ -163,13 +178,15 @@ def read(path, architecture=None, allow_nonfinite=False) -> Checkpoint:
     cfg = read_config(folder)
     if architecture and architecture != cfg["architecture"]:
         raise WeightsMismatchError(f"{folder / CONFIG}: architecture is {cfg['architecture']!r}, expected {architecture!r}")
-    extra = {k: v for k, v in cfg.items() if k not in REQUIRED and k not in OPTIONAL}
+    extra = {k: v for k, v in cfg.items() if k not in REQUIRED and k not in OPTIONAL and k not in FACTS}
     ckpt = Checkpoint(cfg["architecture"], {}, cfg["num_classes"], cfg["aux_logits"],
-                      cfg.get("variant", "default"), cfg.get("transform_input", False), extra)
+                      cfg.get("variant", "default"), cfg.get("transform_input", False), extra=extra)
     try:
         expected = ckpt.expected_shapes()
     except WeightsMismatchError as e:
         raise WeightsMismatchError(f"{folder / CONFIG}: {e}") from None
+    if any(name in cfg for name in FACTS):  # a file from before facts were recorded has none: the variant's
+        ckpt.facts = {**ckpt.checkpoint_facts(), **{name: cfg[name] for name in FACTS if name in cfg}}
     tensor_file = folder / TENSORS
     if not tensor_file.is_file():
         raise InputFileError(f"{tensor_file}: missing: expected the tensors file {TENSORS} beside {CONFIG}, found "

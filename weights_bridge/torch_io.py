@@ -41,8 +41,16 @@ def load_state_dict(path) -> dict:
             break
     if not isinstance(obj, dict):
         raise InputFileError(f"{path}: expected a state_dict (a dict of tensors), found {type(obj).__name__}")
+    return arrays(obj, path)
+
+
+def arrays(state_dict: dict, path) -> dict:
+    """A state_dict's tensors as float32 numpy arrays (shared, not copied), BN
+    ``num_batches_tracked`` dropped, DDP's ``module.`` prefix removed; ``path`` names it in errors."""
+    import torch
+
     out = {}
-    for k, v in obj.items():
+    for k, v in state_dict.items():
         if not isinstance(k, str):
             raise InputFileError(f"{path}: key {k!r} is a {type(k).__name__}, expected a str tensor name")
         if not isinstance(v, torch.Tensor):
@@ -63,10 +71,16 @@ def load_state_dict(path) -> dict:
 
 
 def read(path, architecture, allow_nonfinite=False) -> Checkpoint:
-    tensors = load_state_dict(path)
-    num_classes, aux = infer_head(architecture, {k: v.shape for k, v in tensors.items()}, str(path))
+    return read_state_dict(load_state_dict(path), architecture, str(path), allow_nonfinite)
+
+
+def read_state_dict(state_dict: dict, architecture, where="state_dict", allow_nonfinite=False) -> Checkpoint:
+    """A checkpoint from a state_dict (torch tensors or the numpy arrays ``arrays`` gives), with
+    every check ``read`` makes; ``where`` names it in errors."""
+    tensors = state_dict if all(isinstance(v, np.ndarray) for v in state_dict.values()) else arrays(state_dict, where)
+    num_classes, aux = infer_head(architecture, {k: v.shape for k, v in tensors.items()}, where)
     ckpt = Checkpoint(architecture, tensors, num_classes, aux, variant=infer_variant(architecture, tensors, aux))
-    check_canonical(tensors, ckpt.expected_shapes(), str(path), allow_nonfinite)
+    check_canonical(tensors, ckpt.expected_shapes(), where, allow_nonfinite)
     return ckpt
 
 
@@ -83,13 +97,12 @@ def state_dict(ckpt: Checkpoint) -> dict:
     return sd
 
 
-def build_model(ckpt: Checkpoint):
-    """Our PyTorch model for a checkpoint, weights loaded strictly, in eval mode."""
+def to_model(ckpt: Checkpoint, **overrides):
+    """Our PyTorch model holding ``ckpt``, loaded strictly, in eval mode: the one way a checkpoint
+    becomes a torch model. ``overrides``: ``create_model`` keywords (e.g. ``dropout=0.0``)."""
     from impls.torch_nn import create_model
 
-    variant = {"variant": ckpt.variant} if ckpt.variant != "default" else {}  # keras.applications' pools
-    model = create_model(ckpt.architecture, num_classes=ckpt.num_classes, aux_logits=ckpt.aux_logits,
-                         transform_input=ckpt.transform_input, **variant)
+    model = create_model(ckpt.architecture, **ckpt.model_kwargs(**overrides))
     model.load_state_dict(state_dict(ckpt), strict=True)
     return model.eval()
 

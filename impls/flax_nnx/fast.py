@@ -22,7 +22,8 @@ import numpy as np
 from flax import nnx
 
 from ..spec import blocks as B
-from .layers import BranchBlock, ConvBlock, InceptionV1Block, Sequential
+from .blocks import BranchBlock, Residual, Sequential
+from .layers import ConvBlock
 
 
 def _np64(v):
@@ -113,9 +114,7 @@ def _steps(module, fuse):
     return [transform(m, fuse) for m in module] if isinstance(module, (Sequential, nnx.List)) else [transform(module, fuse)]
 
 
-def _paths(block, fuse):
-    if isinstance(block, InceptionV1Block):
-        return [_steps(getattr(block, f"branch{i}"), fuse) for i in range(1, 5)]
+def _paths(block: BranchBlock, fuse):
     paths = []
     for path in block.paths:
         steps = []
@@ -132,10 +131,10 @@ def transform(module, fuse=True):
     """The eval-only counterpart of one module: ConvBlocks folded, blocks' heads merged (``fuse``)."""
     if isinstance(module, ConvBlock):
         return ConvAct.from_block(module)
-    if isinstance(module, (InceptionV1Block, BranchBlock)):
-        project = getattr(module, "conv2d", None) if hasattr(module, "scale") else None
-        return MergedBranches(_paths(module, fuse), project, getattr(module, "scale", 1.0),
-                              getattr(module, "relu", True), merge=fuse)
+    if isinstance(module, Residual):
+        return MergedBranches(_paths(module, fuse), module.conv2d, module.scale, module.relu, merge=fuse)
+    if isinstance(module, BranchBlock):
+        return MergedBranches(_paths(module, fuse), merge=fuse)
     if isinstance(module, (Sequential, nnx.List)):
         return Chain(_steps(module, fuse))
     if isinstance(module, nnx.Dropout):  # eval: the identity, whatever mode the model was left in
@@ -160,34 +159,18 @@ class FastModel(nnx.Module):
 
 
 class InferenceFn:
-    """``fast(x)`` -> logits: the folded model's forward under one ``jax.jit``. With
-    ``constants`` the weights are baked into the executable (XLA may then pre-transform them at
-    compile time; compilation is slower and holds a second copy)."""
+    """``fast(x)`` -> logits: a model's forward under one ``jax.jit``, its state an argument (not
+    baked into the executable as constants, which compiles slower and holds a second copy)."""
 
-    def __init__(self, model: nnx.Module, constants: bool = False):
-        graphdef, state = nnx.split(model)
-        self.state = state
-        if constants:
-            fn = jax.jit(lambda x: nnx.merge(graphdef, state)(x))
-            self._call = fn
-        else:
-            fn = jax.jit(lambda s, x: nnx.merge(graphdef, s)(x))
-            self._call = lambda x: fn(self.state, x)
+    def __init__(self, model: nnx.Module):
+        graphdef, self.state = nnx.split(model)
+        self._fn = jax.jit(lambda s, x: nnx.merge(graphdef, s)(x))
 
     def __call__(self, x):
-        return self._call(x)
+        return self._fn(self.state, x)
 
 
-def optimize_for_inference(model: nnx.Module, fold_bn: bool = True, fuse: bool = True,
-                           constants: bool = False):
+def optimize_for_inference(model: nnx.Module, fold_bn: bool = True, fuse: bool = True):
     """A jitted eval-only callable computing ``model.eval()``'s logits; ``model`` is not modified.
     ``fold_bn=False`` gives the plain model under ``jax.jit`` (the baseline, BN as it is)."""
-    if not fold_bn:
-        graphdef, state = nnx.split(model)
-        fn = jax.jit(lambda s, x: nnx.merge(graphdef, s)(x))
-
-        def plain(x):
-            return fn(state, x)
-
-        return plain
-    return InferenceFn(FastModel(model, fuse=fuse), constants=constants)
+    return InferenceFn(FastModel(model, fuse=fuse) if fold_bn else model)

@@ -21,8 +21,8 @@ import keras
 from keras import layers, ops
 
 from ..spec import blocks as B
-from .layers import AvgPool, BranchBlock, ConvBlock, InceptionV1Block, MaxPool
-from .blocks_v4 import Residual, Sequence
+from .blocks import BranchBlock, Residual, Sequence
+from .layers import AvgPool, ConvBlock, MaxPool
 
 
 def _np64(v):
@@ -136,22 +136,20 @@ class _Counter:
 
 
 def _steps(layer, fuse, c):
-    items = layer if isinstance(layer, list) else layer.items if isinstance(layer, Sequence) else [layer]
+    items = layer.ordered() if isinstance(layer, Sequence) else [layer]
     return [transform(s, fuse, c) for s in items]
 
 
-def _paths(block, fuse, c):
-    if isinstance(block, InceptionV1Block):
-        return [_steps(b, fuse, c) for b in block.branches]
+def _paths(block: BranchBlock, fuse, c):
     paths = []
     for path in block.paths:
         steps = []
         for step in path:
             if isinstance(step, B.Split):
-                parts = [transform(block.steps[block._step_index[n]], fuse, c) for n, _ in step.parts]
+                parts = [transform(block.step(n), fuse, c) for n, _ in step.parts]
                 steps.append(SplitStep(parts, name=c.name("split")))
             else:
-                steps += _steps(block.steps[block._step_index[step[0]]], fuse, c)
+                steps += _steps(block.step(step[0]), fuse, c)
         paths.append(steps)
     return paths
 
@@ -162,10 +160,11 @@ def transform(layer, fuse=True, c=None):
     if isinstance(layer, ConvBlock):
         w, b = _fold(layer)
         return ConvAct(w, b, layer.conv.strides, layer.padding, name=c.name("conv"))
-    if isinstance(layer, (InceptionV1Block, BranchBlock)):
-        project = layer.steps[layer._step_index["conv2d"]] if isinstance(layer, Residual) else None
-        return MergedBranches(_paths(layer, fuse, c), project, getattr(layer, "scale", 1.0),
-                              getattr(layer, "relu", True), merge=fuse, name=c.name("block"))
+    if isinstance(layer, Residual):
+        return MergedBranches(_paths(layer, fuse, c), layer.step("conv2d"), layer.scale, layer.relu, merge=fuse,
+                              name=c.name("block"))
+    if isinstance(layer, BranchBlock):
+        return MergedBranches(_paths(layer, fuse, c), merge=fuse, name=c.name("block"))
     if isinstance(layer, Sequence):
         return Chain(_steps(layer, fuse, c), name=c.name("seq"))
     if isinstance(layer, (MaxPool, AvgPool)) and keras.backend.backend() == "torch":

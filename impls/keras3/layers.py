@@ -1,4 +1,4 @@
-"""Keras 3 translations of the spec's layers and blocks (NHWC), for every Keras backend.
+"""Keras 3 leaf layers of the spec (NHWC), for every Keras backend.
 
 Every layer is named by its canonical (torch) module path with '-' for '.', e.g.
 ``inception3a-branch2-1-conv`` (the torch backend forbids '.' in variable paths; no torch
@@ -7,12 +7,9 @@ module name contains '-'), so a variable's canonical tensor name follows from it
 """
 from __future__ import annotations
 
-import dataclasses
-
 import numpy as np
 from keras import layers, ops
 
-from ..spec import blocks as B
 from ..spec import layers as L
 
 
@@ -155,139 +152,25 @@ class LRN(layers.Layer):
         return x / ops.power(s.k + (s.alpha / s.size) * window, s.beta)
 
 
-class InceptionV1Block(layers.Layer):
-    def __init__(self, in_channels, ch1x1, ch3x3red, ch3x3, ch5x5red, ch5x5, pool_proj,
-                 branch3_kernel=5, batch_norm=True, bn_eps=1e-3, pool_ceil_mode=True, **kwargs):
-        super().__init__(**kwargs)
-        spec = B.InceptionV1(in_channels, ch1x1, ch3x3red, ch3x3, ch5x5red, ch5x5, pool_proj,
-                             branch3_kernel, batch_norm, bn_eps, pool_ceil_mode)
-        self.branches = [build(b, f"{self.name}-{n}") if not isinstance(b, tuple)
-                         else [build(s, f"{self.name}-{n}-{i}") for i, s in enumerate(b)]
-                         for n, b in spec.branches.items()]
+class Flatten(layers.Layer):
+    """(N, H, W, C) -> (N, C*H*W) in (C, H, W) order, as torch flattens: the dense weights after
+    it are shared without permutation."""
 
-    def call(self, x, training=False):
-        return ops.concatenate([_chain(b, x, training) for b in self.branches], axis=-1)
+    def call(self, x):
+        return ops.reshape(ops.transpose(x, (0, 3, 1, 2)), (-1, x.shape[1] * x.shape[2] * x.shape[3]))
 
 
-def _chain(layer_or_list, x, training):
-    # Keras drops ``training`` for layers whose call() does not take it.
-    for layer in layer_or_list if isinstance(layer_or_list, list) else [layer_or_list]:
-        x = layer(x, training=training)
-    return x
+class ReLU(layers.Layer):
+    def call(self, x):
+        return ops.relu(x)
 
 
-class AuxHeadV1(layers.Layer):
-    def __init__(self, in_channels, num_classes, pool, dropout=0.7, batch_norm=True, bn_eps=1e-3, **kwargs):
-        super().__init__(**kwargs)
-        self.pool = build(pool, f"{self.name}-pool")
-        self.conv = ConvBlock(in_channels, 128, 1, batch_norm=batch_norm, eps=bn_eps, name=f"{self.name}-conv")
-        self.fc1 = layers.Dense(1024, name=f"{self.name}-fc1")
-        self.fc2 = layers.Dense(num_classes, name=f"{self.name}-fc2")
-        self.dropout = layers.Dropout(dropout, name=f"{self.name}-dropout")
+class Linear(layers.Dense):
+    """``Dense`` computing ``x @ kernel + bias`` with ``ops.einsum``: Keras's ``ops.matmul`` on
+    the torch backend computes in float32 whatever the inputs (its dtype promotion maps 64-bit
+    types to 32-bit, as JAX's default), which a float64 model must not do. Same variables, names
+    and weight file layout as ``Dense``; no activation (the spec's ReLU is a step of its own)."""
 
-    def call(self, x, training=False):
-        x = self.conv(self.pool(x), training=training)  # N,4,4,128
-        x = ops.reshape(ops.transpose(x, (0, 3, 1, 2)), (-1, 2048))  # (C, H, W) flatten order, as torch
-        x = ops.relu(self.fc1(x))  # N,1024
-        return self.fc2(self.dropout(x, training=training))
-
-
-class BranchBlock(layers.Layer):
-    """An Inception v3 block from its spec: each step a sublayer named ``<block>-<torch attribute>``
-    (e.g. ``Mixed_7b-branch3x3_2a``), branches concatenated on channels."""
-
-    def __init__(self, spec: B.BranchBlock, **kwargs):
-        super().__init__(**kwargs)
-        self.paths = spec.paths
-        # Sublayers in a list (Keras tracks it) looked up by torch attribute name. Method names
-        # avoid ``_path``: Keras layers keep their variable path there.
-        self.steps = [build(layer, f"{self.name}-{name}") for name, layer in spec.layers]
-        self._step_index = {name: i for i, (name, _) in enumerate(spec.layers)}
-
-    def _run_step(self, name, x, training):
-        return _chain(self.steps[self._step_index[name]], x, training)
-
-    def _run_branch(self, path, x, training):
-        for step in path:
-            if isinstance(step, B.Split):
-                x = ops.concatenate([self._run_step(name, x, training) for name, _ in step.parts], axis=-1)
-            else:
-                x = self._run_step(step[0], x, training)
-        return x
-
-    def call(self, x, training=False):
-        return ops.concatenate([self._run_branch(p, x, training) for p in self.paths], axis=-1)
-
-
-class InceptionA(BranchBlock):
-    def __init__(self, in_channels, pool_features, bn_eps=1e-3, pool_count_include_pad=True, **kwargs):
-        super().__init__(B.InceptionA(in_channels, pool_features, bn_eps, pool_count_include_pad), **kwargs)
-
-
-class InceptionB(BranchBlock):
-    def __init__(self, in_channels, bn_eps=1e-3, **kwargs):
-        super().__init__(B.InceptionB(in_channels, bn_eps), **kwargs)
-
-
-class InceptionC(BranchBlock):
-    def __init__(self, in_channels, channels_7x7, bn_eps=1e-3, pool_count_include_pad=True, **kwargs):
-        super().__init__(B.InceptionC(in_channels, channels_7x7, bn_eps, pool_count_include_pad), **kwargs)
-
-
-class InceptionD(BranchBlock):
-    def __init__(self, in_channels, bn_eps=1e-3, **kwargs):
-        super().__init__(B.InceptionD(in_channels, bn_eps), **kwargs)
-
-
-class InceptionE(BranchBlock):
-    def __init__(self, in_channels, bn_eps=1e-3, pool_count_include_pad=True, **kwargs):
-        super().__init__(B.InceptionE(in_channels, bn_eps, pool_count_include_pad), **kwargs)
-
-
-class AuxHeadV3(layers.Layer):
-    def __init__(self, in_channels, num_classes, bn_eps=1e-3, **kwargs):
-        super().__init__(**kwargs)
-        (self.pool, self.conv0, self.conv1, self.avgpool, self.fc) = [
-            build(layer, f"{self.name}-{name}") for name, layer in B.AuxHeadV3(in_channels, num_classes, bn_eps).layers]
-
-    def call(self, x, training=False):
-        x = self.conv0(self.pool(x), training=training)  # N,5,5,128
-        x = self.avgpool(self.conv1(x, training=training))  # N,1,1,768
-        x = ops.reshape(ops.transpose(x, (0, 3, 1, 2)), (-1, x.shape[1] * x.shape[2] * x.shape[3]))  # (C, H, W)
-        return self.fc(x)
-
-
-V3_BLOCKS = {B.InceptionA: InceptionA, B.InceptionB: InceptionB, B.InceptionC: InceptionC,
-             B.InceptionD: InceptionD, B.InceptionE: InceptionE, B.AuxHeadV3: AuxHeadV3}
-
-
-def build(spec, name: str):
-    """The Keras layer for one spec entry, named by its canonical module path."""
-    if isinstance(spec, L.ConvBlock):
-        return ConvBlock(spec.in_channels, spec.out_channels, spec.kernel_size, spec.stride, spec.padding,
-                         spec.batch_norm, spec.bn_eps, spec.has_bias, name=name)
-    simple = {L.MaxPool: MaxPool, L.AvgPool: AvgPool, L.AdaptiveAvgPool: AdaptiveAvgPool, L.LRN: LRN}
-    if type(spec) in simple:
-        return simple[type(spec)](spec, name=name)
-    if isinstance(spec, L.GlobalAvgPool):
-        return GlobalAvgPool(name=name)
-    if isinstance(spec, L.Dropout):
-        return layers.Dropout(spec.rate, name=name)
-    if isinstance(spec, L.Linear):
-        return layers.Dense(spec.out_features, name=name)
-    if isinstance(spec, B.InceptionV1):
-        return InceptionV1Block(spec.in_channels, spec.ch1x1, spec.ch3x3red, spec.ch3x3, spec.ch5x5red, spec.ch5x5,
-                                spec.pool_proj, spec.branch3_kernel, spec.batch_norm, spec.bn_eps,
-                                spec.pool_ceil_mode, name=name)
-    if isinstance(spec, B.AuxHeadV1):
-        return AuxHeadV1(spec.in_channels, spec.num_classes, spec.pool, spec.dropout, spec.batch_norm, spec.bn_eps,
-                         name=name)
-    if type(spec) in V3_BLOCKS:
-        return V3_BLOCKS[type(spec)](**{f.name: getattr(spec, f.name) for f in dataclasses.fields(spec)}, name=name)
-    from .blocks_v4 import build_v4  # Sequentials, bare convs, data-given branch and residual blocks
-
-    layer = build_v4(spec, name)
-    if layer is not None:
-        return layer
-    raise TypeError(f"no Keras translation for {type(spec).__name__}")
-
+    def call(self, inputs, training=None):
+        y = ops.einsum("ni,io->no", inputs, self.kernel)
+        return y + self.bias if self.use_bias else y

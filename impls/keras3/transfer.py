@@ -15,7 +15,7 @@ from __future__ import annotations
 from keras import ops
 
 from ..spec.transfer import classifier_layers, head_init, with_num_classes
-from .model import SpecModel
+from .models import SpecModel
 
 
 def _key(variable):

@@ -21,15 +21,16 @@ Its head is ``AvgPool2d(7)``, the global average at those sizes. Tensor names ar
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from typing import Tuple
+from dataclasses import dataclass
 
-from .blocks_v4 import Branches
+from .blocks import Branches, seq
+from .config import CheckpointConfig
 from .layers import AvgPool, ConvBlock, Dropout, GlobalAvgPool, Linear, MaxPool
+from .model import ModelSpec
 
 # Figure 5 (its printed output sizes for 4c, 4d and 4e, 576/576/1024, disagree with its own columns,
-# which sum to 608/608/1056 as in the Caffe model): name -> (in, #1x1, #3x3 reduce, #3x3, double #3x3 reduce, double #3x3, pool, pool proj,
-# stride). #1x1 0 and pool proj 0 (pass-through) in the stride-2 modules.
+# which sum to 608/608/1056 as in the Caffe model): name -> (in, #1x1, #3x3 reduce, #3x3, double #3x3
+# reduce, double #3x3, pool, pool proj, stride). #1x1 0 and pool proj 0 (pass-through) in the stride-2 modules.
 TABLE = {
     "inception3a": (192, 64, 64, 64, 64, 96, "avg", 32, 1),  # 256
     "inception3b": (256, 64, 64, 96, 64, 96, "avg", 64, 1),  # 320
@@ -45,52 +46,38 @@ TABLE = {
 
 
 @dataclass(frozen=True)
-class BNInceptionConfig:
-    name: str = "bn_inception"
-    bn_eps: float = 1e-3
-    dropout: float = 0.0  # the paper removes dropout
-    transform_input: bool = False
-    input_size: Tuple[int, int, int] = (3, 224, 224)
-    mean: Tuple[float, float, float] = (0.485, 0.456, 0.406)
-    std: Tuple[float, float, float] = (0.229, 0.224, 0.225)
-    label_offset: int = 0
-    bn_scale: bool = True
-    has_aux: bool = False
-    padding_convention: str = "torch symmetric; max pools ceil mode (Caffe); avg pools count_include_pad=False"
-    notes: str = field(default="BN-Inception (Ioffe & Szegedy 2015, Fig. 5); no pretrained weights", compare=False)
+class BNInceptionConfig(CheckpointConfig):
     conv_bias: bool = False  # a bias on every conv, in front of BN (Caffe)
     avg_pool_count_include_pad: bool = False
     reduction_pool_padded: bool = True  # stride-2 modules: padded floor-mode pool, or Caffe's unpadded ceil mode
-    input_space: str = "RGB"
-    input_range: Tuple[float, float] = (0.0, 1.0)
-    verify_sizes: Tuple[int, ...] = (224, 199)  # sizes the conformance matrix runs by default
 
 
 # Variant name (the neutral config.json's ``variant``) -> checkpoint facts.
 CONFIGS = {
-    "default": BNInceptionConfig(),
+    "default": BNInceptionConfig(
+        name="bn_inception", verify_sizes=(224, 199),
+        padding_convention="torch symmetric; max pools ceil mode (Caffe); avg pools count_include_pad=False",
+        notes="BN-Inception (Ioffe & Szegedy 2015, Fig. 5); no pretrained weights"),
     "caffe": BNInceptionConfig(
         name="bn_inception_caffe", bn_eps=1e-5, conv_bias=True, avg_pool_count_include_pad=True,
         reduction_pool_padded=False, mean=(104.0, 117.0, 128.0), std=(1.0, 1.0, 1.0), input_space="BGR",
-        input_range=(0.0, 255.0), verify_sizes=(224, 227),
+        verify_sizes=(224, 227),
         padding_convention="torch symmetric; max pools ceil mode, the stride-2 modules' unpadded (Caffe); "
                            "avg pools count_include_pad=True",
         notes="pretrainedmodels bninception (yjxiong's Caffe BN-Inception): BGR 0..255 input minus "
               "(104, 117, 128); runs at 223..230 only"),
 }
-VARIANTS = tuple(CONFIGS)
 
 
 def v2_module(cin, c1, r3, c3, rd, cd, pool, proj, stride=1, cfg: BNInceptionConfig = CONFIGS["default"]) -> Branches:
     """One Figure-5 module: 1x1 | 1x1 -> 3x3 | 1x1 -> 3x3 -> 3x3 | pool (-> 1x1 proj); at stride 2
     the 1x1 branch is absent and the pool passes its input through."""
-    eps = cfg.bn_eps
-    conv = lambda i, o, k=1, s=1: ConvBlock(i, o, k, s, k // 2, True, eps, cfg.conv_bias)
+    conv = lambda i, o, k=1, s=1: ConvBlock(i, o, k, s, k // 2, True, cfg.bn_eps, cfg.conv_bias)
     paths = []
     if c1:
         paths.append((("branch1", conv(cin, c1)),))
-    paths.append((("branch2", (conv(cin, r3), conv(r3, c3, 3, stride))),))
-    paths.append((("branch3", (conv(cin, rd), conv(rd, cd, 3), conv(cd, cd, 3, stride))),))
+    paths.append((("branch2", seq(conv(cin, r3), conv(r3, c3, 3, stride))),))
+    paths.append((("branch3", seq(conv(cin, rd), conv(rd, cd, 3), conv(cd, cd, 3, stride))),))
     if stride == 2:
         # Padded like the 3x3/2 convs beside it, so the branches agree at every input size (Caffe's
         # unpadded ceil-mode pool gives one pixel fewer when the module's input is odd).
@@ -99,8 +86,8 @@ def v2_module(cin, c1, r3, c3, rd, cd, pool, proj, stride=1, cfg: BNInceptionCon
     else:
         p = (AvgPool(3, 1, 1, count_include_pad=cfg.avg_pool_count_include_pad) if pool == "avg"
              else MaxPool(3, 1, 1, ceil_mode=True))
-        paths.append((("branch4", (p, conv(cin, proj))),))
-    return Branches(cin, tuple(paths), eps)
+        paths.append((("branch4", seq(p, conv(cin, proj))),))
+    return Branches(cin, tuple(paths), "InceptionV2")
 
 
 def bn_inception_stages(cfg: BNInceptionConfig, num_classes: int, dropout: float):
@@ -114,20 +101,19 @@ def bn_inception_stages(cfg: BNInceptionConfig, num_classes: int, dropout: float
         ("maxpool2", pool),  # N,192,28,28
     ]
     stages += [(name, v2_module(*row, cfg=cfg)) for name, row in TABLE.items()]  # N,1024,7,7
-    stages += [("avgpool", GlobalAvgPool()), ("dropout", Dropout(dropout)), ("fc", Linear(1024, num_classes))]
-    return stages
+    return stages + [("avgpool", GlobalAvgPool()), ("dropout", Dropout(dropout)), ("fc", Linear(1024, num_classes))]
 
 
-def bn_inception_spec(num_classes=1000, aux_logits=False, transform_input=None, dropout=None, variant="default"):
-    """``aux_logits`` is accepted for a uniform factory signature and ignored (no aux heads)."""
-    from . import ModelSpec
-
+def bn_inception_spec(variant="default", num_classes=1000, aux_logits=False, transform_input=None, dropout=None,
+                      dropout_aux=None) -> ModelSpec:
+    """``aux_logits`` and ``dropout_aux`` are accepted for a uniform factory signature and ignored
+    (no aux heads). The paper removes dropout: 0 unless given."""
     if (variant or "default") not in CONFIGS:
         raise ValueError(f"bn_inception has no variant {variant!r}; known: {', '.join(CONFIGS)}")
     if transform_input:
         raise ValueError("bn_inception has no transform_input")
     cfg = CONFIGS[variant or "default"]
-    return ModelSpec(arch="bn_inception",
+    return ModelSpec(arch="bn_inception", variant=variant or "default",
                      stages=tuple(bn_inception_stages(cfg, num_classes, cfg.dropout if dropout is None else dropout)),
                      aux_heads={}, output_fields=(("logits", None),), transform_input=False,
                      num_classes=num_classes, config=cfg)

@@ -1,16 +1,19 @@
 """Inception v3, written down once: torchvision's ``inception_v3`` (Szegedy et al. 2015,
 "Rethinking the Inception Architecture for Computer Vision"), as ported from the TF release.
 
-State_dict keys and shapes are torchvision's (and timm's ``inception_v3.tv_in1k``).
+State_dict keys and shapes are torchvision's (and timm's ``inception_v3.tv_in1k``). torchvision
+registers every layer of a block flat on the block (``branch7x7_2``) and applies the pools
+functionally; here the pools get names too (``avgpool``/``maxpool``, absent from torchvision) so
+every framework holds them as layers. They own no tensors.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from typing import Tuple
+from dataclasses import dataclass
 
-from .blocks import AuxHeadV3, InceptionA, InceptionB, InceptionC, InceptionD, InceptionE
-from .googlenet import TRANSFORM_INPUT_SCALE, TRANSFORM_INPUT_SHIFT
-from .layers import ConvBlock, Dropout, GlobalAvgPool, Linear, MaxPool
+from .blocks import Branches, Sequential, Split
+from .config import CheckpointConfig
+from .layers import AdaptiveAvgPool, AvgPool, ConvBlock, Dropout, Flatten, GlobalAvgPool, Linear, MaxPool
+from .model import ModelSpec
 
 # The stem: name -> (in, out, kernel, stride, padding). No padding but Conv2d_2b's: 299 -> 35
 # through valid convs and pools, as in the TF graph.
@@ -22,49 +25,12 @@ STEM_TABLE = {
     "Conv2d_4a_3x3": (80, 192, 3, 1, 0),
 }
 
-# name -> (block type, in_channels, its free argument: pool_features / channels_7x7 / none).
-MIXED_TABLE = {
-    "Mixed_5b": (InceptionA, 192, 32),
-    "Mixed_5c": (InceptionA, 256, 64),
-    "Mixed_5d": (InceptionA, 288, 64),
-    "Mixed_6a": (InceptionB, 288),
-    "Mixed_6b": (InceptionC, 768, 128),
-    "Mixed_6c": (InceptionC, 768, 160),
-    "Mixed_6d": (InceptionC, 768, 160),
-    "Mixed_6e": (InceptionC, 768, 192),
-    "Mixed_7a": (InceptionD, 768),
-    "Mixed_7b": (InceptionE, 1280),
-    "Mixed_7c": (InceptionE, 2048),
-}
-
 
 @dataclass(frozen=True)
-class InceptionV3Config:
-    """Checkpoint and architecture facts of Inception v3, as data (cf. timm ``_cfg``)."""
-
-    name: str = "inception_v3"
-    bn_eps: float = 1e-3
-    dropout: float = 0.5
-    # torchvision turns this on only when loading its pretrained weights (trained on [-1, 1] input).
-    transform_input: bool = False
-    transform_scale: Tuple[float, float, float] = TRANSFORM_INPUT_SCALE
-    transform_shift: Tuple[float, float, float] = TRANSFORM_INPUT_SHIFT
-    # Facts a converted checkpoint carries (documentation and ``diagnose``): not used in forward.
-    input_size: Tuple[int, int, int] = (3, 299, 299)
-    mean: Tuple[float, float, float] = (0.485, 0.456, 0.406)
-    std: Tuple[float, float, float] = (0.229, 0.224, 0.225)
-    label_offset: int = 0
+class InceptionV3Config(CheckpointConfig):
     # The avg pool in front of every ``branch_pool``: does the divisor count the zero padding?
     # torch's default (torchvision, timm) yes; Keras/TF AveragePooling2D(padding='same') no.
     avg_pool_count_include_pad: bool = True
-    # False where the peer's BN has no gamma (Keras ``scale=False``): gamma is 1 by construction.
-    bn_scale: bool = True
-    # Whether the peer has the auxiliary classifier at all.
-    has_aux: bool = True
-    padding_convention: str = "torch symmetric; max pools floor mode; avg pools count_include_pad=True"
-    notes: str = field(default=(
-        "torchvision inception_v3; its pretrained weights expect transform_input=True with ImageNet mean/std "
-        "(equivalently timm tv_in1k's mean=std=0.5 without the transform)"), compare=False)
 
 
 # Variant name (the neutral config.json's ``variant``) -> checkpoint facts. "default" is
@@ -75,59 +41,149 @@ class InceptionV3Config:
 # Its other paddings equal torch's: stride-2 convs and pools 'valid', stride-1 convs 'same'
 # (symmetric for the odd kernels used), max pools 'valid'.
 CONFIGS = {
-    "inception_v3": InceptionV3Config(),
+    "default": InceptionV3Config(
+        name="inception_v3", dropout=0.5, input_size=(3, 299, 299), has_aux=True,
+        padding_convention="torch symmetric; max pools floor mode; avg pools count_include_pad=True",
+        notes="torchvision inception_v3; its pretrained weights expect transform_input=True with ImageNet mean/std "
+              "(equivalently timm tv_in1k's mean=std=0.5 without the transform)"),
     "keras": InceptionV3Config(
-        name="inception_v3_keras", avg_pool_count_include_pad=False, bn_scale=False, has_aux=False,
-        mean=(0.5, 0.5, 0.5), std=(0.5, 0.5, 0.5),
+        name="inception_v3_keras", dropout=0.5, input_size=(3, 299, 299), avg_pool_count_include_pad=False,
+        bn_scale=False, mean=(0.5, 0.5, 0.5), std=(0.5, 0.5, 0.5),
         padding_convention="torch symmetric (= Keras 'same' at stride 1, 'valid' at stride 2); max pools floor "
                            "mode; avg pools count_include_pad=False",
         notes="keras.applications.InceptionV3 (classifier_activation=None: logits, no softmax); no aux head, "
               "BN gamma fixed at 1 (scale=False); input in [-1, 1] (keras' preprocess_input)"),
 }
-VARIANTS = {"default": "inception_v3", "torchvision": "inception_v3", "timm": "inception_v3", "keras": "keras"}
+ALIASES = {"torchvision": "default", "timm": "default"}
 
 
 def config_for(variant: str = "default") -> InceptionV3Config:
-    if variant not in VARIANTS:
-        raise ValueError(f"unknown inception_v3 variant {variant!r}; known: {', '.join(VARIANTS)}")
-    return CONFIGS[VARIANTS[variant]]
+    variant = ALIASES.get(variant or "default", variant or "default")
+    if variant not in CONFIGS:
+        raise ValueError(f"unknown inception_v3 variant {variant!r}; known: {', '.join([*CONFIGS, *ALIASES])}")
+    return CONFIGS[variant]
+
+
+def _conv(eps):
+    return lambda cin, cout, k=1, s=1, p=0: ConvBlock(cin, cout, k, s, p, True, eps)
+
+
+def _avgpool(count_include_pad):
+    """The 3x3/1 avg pool in front of ``branch_pool``: torch counts the padding in the divisor
+    (border windows divide by 9 though they hold 4 or 6 pixels); Keras/TF leave it out."""
+    return AvgPool(3, 1, 1, ceil_mode=False, count_include_pad=count_include_pad)
+
+
+MAXPOOL = MaxPool(3, 2, 0, ceil_mode=False)
+
+
+def inception_a(in_channels, pool_features, bn_eps=1e-3, count_include_pad=True) -> Branches:
+    """35x35 block (Fig. 5 of the paper, its 5x5 kept as in the TF release): 64 + 64 + 96 + pool."""
+    c, conv = in_channels, _conv(bn_eps)
+    return Branches(c, (
+        (("branch1x1", conv(c, 64)),),
+        (("branch5x5_1", conv(c, 48)), ("branch5x5_2", conv(48, 64, 5, 1, 2))),
+        (("branch3x3dbl_1", conv(c, 64)), ("branch3x3dbl_2", conv(64, 96, 3, 1, 1)),
+         ("branch3x3dbl_3", conv(96, 96, 3, 1, 1))),
+        (("avgpool", _avgpool(count_include_pad)), ("branch_pool", conv(c, pool_features))),
+    ), "InceptionA")
+
+
+def inception_b(in_channels, bn_eps=1e-3) -> Branches:
+    """Grid reduction 35 -> 17: stride-2 3x3 | 1x1 -> 3x3 -> stride-2 3x3 | stride-2 max pool."""
+    c, conv = in_channels, _conv(bn_eps)
+    return Branches(c, (
+        (("branch3x3", conv(c, 384, 3, 2)),),
+        (("branch3x3dbl_1", conv(c, 64)), ("branch3x3dbl_2", conv(64, 96, 3, 1, 1)),
+         ("branch3x3dbl_3", conv(96, 96, 3, 2))),
+        (("maxpool", MAXPOOL),),
+    ), "InceptionB")
+
+
+def inception_c(in_channels, channels_7x7, bn_eps=1e-3, count_include_pad=True) -> Branches:
+    """17x17 block with factorised 7x7 convolutions (1x7 then 7x1), 4 x 192 channels out."""
+    c, c7, conv = in_channels, channels_7x7, _conv(bn_eps)
+    return Branches(c, (
+        (("branch1x1", conv(c, 192)),),
+        (("branch7x7_1", conv(c, c7)), ("branch7x7_2", conv(c7, c7, (1, 7), 1, (0, 3))),
+         ("branch7x7_3", conv(c7, 192, (7, 1), 1, (3, 0)))),
+        (("branch7x7dbl_1", conv(c, c7)), ("branch7x7dbl_2", conv(c7, c7, (7, 1), 1, (3, 0))),
+         ("branch7x7dbl_3", conv(c7, c7, (1, 7), 1, (0, 3))), ("branch7x7dbl_4", conv(c7, c7, (7, 1), 1, (3, 0))),
+         ("branch7x7dbl_5", conv(c7, 192, (1, 7), 1, (0, 3)))),
+        (("avgpool", _avgpool(count_include_pad)), ("branch_pool", conv(c, 192))),
+    ), "InceptionC")
+
+
+def inception_d(in_channels, bn_eps=1e-3) -> Branches:
+    """Grid reduction 17 -> 8: 1x1 -> stride-2 3x3 | 1x1 -> 1x7 -> 7x1 -> stride-2 3x3 | max pool."""
+    c, conv = in_channels, _conv(bn_eps)
+    return Branches(c, (
+        (("branch3x3_1", conv(c, 192)), ("branch3x3_2", conv(192, 320, 3, 2))),
+        (("branch7x7x3_1", conv(c, 192)), ("branch7x7x3_2", conv(192, 192, (1, 7), 1, (0, 3))),
+         ("branch7x7x3_3", conv(192, 192, (7, 1), 1, (3, 0))), ("branch7x7x3_4", conv(192, 192, 3, 2))),
+        (("maxpool", MAXPOOL),),
+    ), "InceptionD")
+
+
+def inception_e(in_channels, bn_eps=1e-3, count_include_pad=True) -> Branches:
+    """8x8 block with expanded filter banks: the 3x3 branches end in a 1x3 / 3x1 split whose two
+    outputs are concatenated (Fig. 7 of the paper). 320 + 768 + 768 + 192 channels out."""
+    c, conv = in_channels, _conv(bn_eps)
+    split = lambda a, b: Split(((a, conv(384, 384, (1, 3), 1, (0, 1))), (b, conv(384, 384, (3, 1), 1, (1, 0)))))
+    return Branches(c, (
+        (("branch1x1", conv(c, 320)),),
+        (("branch3x3_1", conv(c, 384)), split("branch3x3_2a", "branch3x3_2b")),
+        (("branch3x3dbl_1", conv(c, 448)), ("branch3x3dbl_2", conv(448, 384, 3, 1, 1)),
+         split("branch3x3dbl_3a", "branch3x3dbl_3b")),
+        (("avgpool", _avgpool(count_include_pad)), ("branch_pool", conv(c, 192))),
+    ), "InceptionE")
+
+
+def aux_head_v3(in_channels, num_classes, bn_eps=1e-3) -> Sequential:
+    """Inception v3's auxiliary classifier (torchvision ``InceptionAux``): 5x5/3 avg pool
+    (17 -> 5), 1x1 conv to 128, 5x5 conv to 768 (5 -> 1), adaptive avg pool to 1x1, flatten,
+    FC 768 -> classes."""
+    conv = _conv(bn_eps)
+    return Sequential((
+        ("pool", AvgPool(5, 3)),  # N,768,5,5
+        ("conv0", conv(in_channels, 128)),
+        ("conv1", conv(128, 768, 5)),  # N,768,1,1
+        ("avgpool", AdaptiveAvgPool(1)),
+        ("flatten", Flatten()),
+        ("fc", Linear(768, num_classes)),
+    ))
 
 
 def inception_v3_stages(cfg: InceptionV3Config, num_classes: int, dropout: float):
-    """The trunk in forward order as (name, layer spec). Names are torchvision's attributes."""
-    conv = lambda name: ConvBlock(*STEM_TABLE[name], batch_norm=True, bn_eps=cfg.bn_eps)
-    def mixed(name):
-        block, *args = MIXED_TABLE[name]
-        kw = {"pool_count_include_pad": cfg.avg_pool_count_include_pad} if block in (InceptionA, InceptionC, InceptionE) else {}
-        return name, block(*args, bn_eps=cfg.bn_eps, **kw)
-
-    pool = MaxPool(3, 2, 0, ceil_mode=False)
-    stages = [(n, conv(n)) for n in ("Conv2d_1a_3x3", "Conv2d_2a_3x3", "Conv2d_2b_3x3")]  # N,64,147,147
-    stages.append(("maxpool1", pool))  # N,64,73,73
-    stages += [(n, conv(n)) for n in ("Conv2d_3b_1x1", "Conv2d_4a_3x3")]  # N,192,71,71
-    stages.append(("maxpool2", pool))  # N,192,35,35
-    stages += [mixed(n) for n in ("Mixed_5b", "Mixed_5c", "Mixed_5d")]  # N,288,35,35
-    stages += [mixed(n) for n in ("Mixed_6a", "Mixed_6b", "Mixed_6c", "Mixed_6d", "Mixed_6e")]  # N,768,17,17
-    stages += [mixed(n) for n in ("Mixed_7a", "Mixed_7b", "Mixed_7c")]  # N,2048,8,8
-    stages += [
+    """The trunk in forward order as (name, node). Names are torchvision's attributes."""
+    conv = lambda name: (name, ConvBlock(*STEM_TABLE[name], batch_norm=True, bn_eps=cfg.bn_eps))
+    eps, pad = cfg.bn_eps, cfg.avg_pool_count_include_pad
+    stages = [conv(n) for n in ("Conv2d_1a_3x3", "Conv2d_2a_3x3", "Conv2d_2b_3x3")]  # N,64,147,147
+    stages.append(("maxpool1", MAXPOOL))  # N,64,73,73
+    stages += [conv(n) for n in ("Conv2d_3b_1x1", "Conv2d_4a_3x3")]  # N,192,71,71
+    stages.append(("maxpool2", MAXPOOL))  # N,192,35,35
+    stages += [("Mixed_5b", inception_a(192, 32, eps, pad)), ("Mixed_5c", inception_a(256, 64, eps, pad)),
+               ("Mixed_5d", inception_a(288, 64, eps, pad))]  # N,288,35,35
+    stages += [("Mixed_6a", inception_b(288, eps))]  # N,768,17,17
+    stages += [(name, inception_c(768, c7, eps, pad)) for name, c7 in
+               (("Mixed_6b", 128), ("Mixed_6c", 160), ("Mixed_6d", 160), ("Mixed_6e", 192))]
+    stages += [("Mixed_7a", inception_d(768, eps))]  # N,1280,8,8
+    stages += [("Mixed_7b", inception_e(1280, eps, pad)), ("Mixed_7c", inception_e(2048, eps, pad))]  # N,2048,8,8
+    return stages + [
         ("avgpool", GlobalAvgPool()),  # N,2048 (torchvision pools to 1x1, drops out, then flattens)
         ("dropout", Dropout(dropout)),
         ("fc", Linear(2048, num_classes)),  # N,num_classes
     ]
-    return stages
 
 
-def inception_v3_spec(num_classes=1000, aux_logits=True, transform_input=None, dropout=None, variant="default"):
-    from . import ModelSpec
-
-    cfg = config_for(variant or "default")
+def inception_v3_spec(variant="default", num_classes=1000, aux_logits=True, transform_input=None, dropout=None,
+                      dropout_aux=None) -> ModelSpec:
+    """``dropout_aux`` is accepted for a uniform factory signature: this aux head has no dropout."""
+    cfg = config_for(variant)
     return ModelSpec(
-        arch="inception_v3",
+        arch="inception_v3", variant=ALIASES.get(variant or "default", variant or "default"),
         stages=tuple(inception_v3_stages(cfg, num_classes, cfg.dropout if dropout is None else dropout)),
-        aux_heads={"AuxLogits": ("Mixed_6e", AuxHeadV3(768, num_classes, cfg.bn_eps))} if aux_logits else {},
+        aux_heads={"AuxLogits": ("Mixed_6e", aux_head_v3(768, num_classes, cfg.bn_eps))} if aux_logits else {},
         output_fields=(("logits", None), ("aux_logits", "AuxLogits")),  # torchvision's InceptionOutputs
         transform_input=cfg.transform_input if transform_input is None else transform_input,
-        num_classes=num_classes,
-        config=cfg,
-        output_name="InceptionOutputs",
-    )
+        num_classes=num_classes, config=cfg, output_name="InceptionOutputs")

@@ -1,9 +1,13 @@
-"""Framework-free layer descriptions and the padding arithmetic every framework shares.
+"""Framework-free layers (the leaves of a spec) and the padding arithmetic every framework shares.
 
-Each framework translates these dataclasses into its own layers. All padding is explicit
-(``pads`` are (before, after) per spatial axis) so that no framework's notion of 'same'
-padding or ``ceil_mode`` is ever relied upon: TF 'same' pads the extra pixel at the end at
-stride 2, torch pads symmetrically, and Keras has no ``ceil_mode``.
+Every node answers four questions itself, so no traversal needs a chain of type tests: its
+``children()`` (composites, ``impls.spec.blocks``), its own ``tensors()`` (canonical leaf name ->
+PyTorch-layout shape), the ``channels()`` it outputs for an input channel count, and its
+``cost()`` (output shape, parameters, multiply-accumulates) for ``impls.spec.summary``.
+
+All padding is explicit (``pads`` are (before, after) per spatial axis) so that no framework's
+notion of 'same' padding or ``ceil_mode`` is ever relied upon: TF 'same' pads the extra pixel at
+the end at stride 2, torch pads symmetrically, and Keras has no ``ceil_mode``.
 """
 from __future__ import annotations
 
@@ -12,14 +16,66 @@ from dataclasses import dataclass
 from typing import Tuple
 
 Pair = Tuple[int, int]
+Shape = Tuple[int, ...]  # (C, H, W) for feature maps, (features,) after flattening
 
 
 def pair(v) -> Pair:
     return (v, v) if isinstance(v, int) else tuple(v)
 
 
+class Node:
+    """The defaults of a weightless, shape-keeping leaf (ReLU, LRN, Dropout)."""
+
+    label = ""  # the kind ``summary`` prints; the class name unless a node says otherwise
+
+    def children(self):
+        return ()
+
+    def tensors(self) -> dict:
+        return {}
+
+    def channels(self, cin: int) -> int:
+        return cin
+
+    def cost(self, shape: Shape, biases: bool = True):
+        return tuple(shape), 0, 0
+
+    @property
+    def kind(self) -> str:
+        return self.label or type(self).__name__
+
+
+def feature_map(node, shape: Shape) -> Shape:
+    if len(shape) != 3:
+        raise ValueError(f"{type(node).__name__} needs a (C, H, W) input, got {shape}")
+    return shape
+
+
+def conv_out(size: int, kernel: int, stride: int, padding: int) -> int:
+    return (size + 2 * padding - kernel) // stride + 1
+
+
+def _conv_cost(node, shape: Shape, bias: bool, affine: int):
+    """(out shape, kernel + ``bias`` + ``affine`` per-channel parameters, MACs) of a convolution."""
+    c, h, w = feature_map(node, shape)
+    if c != node.in_channels:
+        raise ValueError(f"{node} got {c} input channels")
+    (kh, kw), (sh, sw), (ph, pw) = node.kernel_size, node.stride, node.padding
+    oh, ow = conv_out(h, kh, sh, ph), conv_out(w, kw, sw, pw)
+    if oh < 1 or ow < 1:
+        raise ValueError(f"kernel {node.kernel_size} does not fit input {(h, w)} with padding {node.padding}")
+    weights = kh * kw * node.in_channels * node.out_channels
+    return (node.out_channels, oh, ow), weights + node.out_channels * (int(bias) + affine), weights * oh * ow
+
+
+class _Windowed(Node):
+    def __post_init__(self):
+        for f in ("kernel_size", "stride", "padding"):
+            object.__setattr__(self, f, pair(getattr(self, f)))
+
+
 @dataclass(frozen=True)
-class ConvBlock:
+class ConvBlock(_Windowed):
     """Convolution, optional BatchNorm, ReLU: torchvision's ``BasicConv2d``.
 
     With ``batch_norm`` the convolution has no bias (BN's beta replaces it); without it
@@ -40,38 +96,68 @@ class ConvBlock:
     def has_bias(self) -> bool:
         return self.conv_bias or not self.batch_norm
 
-    def __post_init__(self):
-        for f in ("kernel_size", "stride", "padding"):
-            object.__setattr__(self, f, pair(getattr(self, f)))
+    def tensors(self):
+        out = {"conv.weight": (self.out_channels, self.in_channels, *self.kernel_size)}
+        if self.has_bias:
+            out["conv.bias"] = (self.out_channels,)
+        if self.batch_norm:
+            out.update({f"bn.{leaf}": (self.out_channels,) for leaf in ("weight", "bias", "running_mean", "running_var")})
+        return out
+
+    def channels(self, cin):
+        return self.out_channels
+
+    def cost(self, shape, biases=True):
+        return _conv_cost(self, shape, self.has_bias and biases, 2 if self.batch_norm else 0)
 
 
 @dataclass(frozen=True)
-class MaxPool:
+class Conv2d(_Windowed):
+    """A bare convolution with bias, no BN, no activation: the residual blocks' up-projection
+    (timm ``conv2d``, tensors ``<name>.weight`` and ``<name>.bias``)."""
+
+    in_channels: int
+    out_channels: int
+    kernel_size: Pair = (1, 1)
+    stride: Pair = (1, 1)
+    padding: Pair = (0, 0)
+
+    def tensors(self):
+        return {"weight": (self.out_channels, self.in_channels, *self.kernel_size), "bias": (self.out_channels,)}
+
+    def channels(self, cin):
+        return self.out_channels
+
+    def cost(self, shape, biases=True):
+        return _conv_cost(self, shape, biases, 0)
+
+
+class _Pool(_Windowed):
+    def cost(self, shape, biases=True):
+        c, h, w = feature_map(self, shape)
+        (kh, kw), (sh, sw), (ph, pw) = self.kernel_size, self.stride, self.padding
+        return (c, pool_pads(h, kh, sh, ph, self.ceil_mode)[2], pool_pads(w, kw, sw, pw, self.ceil_mode)[2]), 0, 0
+
+
+@dataclass(frozen=True)
+class MaxPool(_Pool):
     kernel_size: Pair
     stride: Pair
     padding: Pair = (0, 0)
     ceil_mode: bool = False
 
-    def __post_init__(self):
-        for f in ("kernel_size", "stride", "padding"):
-            object.__setattr__(self, f, pair(getattr(self, f)))
-
 
 @dataclass(frozen=True)
-class AvgPool:
+class AvgPool(_Pool):
     kernel_size: Pair
     stride: Pair
     padding: Pair = (0, 0)
     ceil_mode: bool = False
     count_include_pad: bool = True  # torch's default; Keras/TF exclude padding
 
-    def __post_init__(self):
-        for f in ("kernel_size", "stride", "padding"):
-            object.__setattr__(self, f, pair(getattr(self, f)))
-
 
 @dataclass(frozen=True)
-class AdaptiveAvgPool:
+class AdaptiveAvgPool(Node):
     """torch's ``adaptive_avg_pool2d``: bin i spans [floor(i*H/n), ceil((i+1)*H/n))."""
 
     output_size: Pair
@@ -79,14 +165,34 @@ class AdaptiveAvgPool:
     def __post_init__(self):
         object.__setattr__(self, "output_size", pair(self.output_size))
 
+    def cost(self, shape, biases=True):
+        return (feature_map(self, shape)[0], *self.output_size), 0, 0
+
 
 @dataclass(frozen=True)
-class GlobalAvgPool:
+class GlobalAvgPool(Node):
     """Mean over the spatial axes, returning (N, C)."""
 
+    def cost(self, shape, biases=True):
+        return (feature_map(self, shape)[0],), 0, 0
+
 
 @dataclass(frozen=True)
-class LRN:
+class Flatten(Node):
+    """(N, C, H, W) -> (N, C*H*W) in (C, H, W) order in every framework, so the dense weights
+    after it are shared without permutation (NHWC frameworks transpose first)."""
+
+    def cost(self, shape, biases=True):
+        return (math.prod(shape),), 0, 0
+
+
+@dataclass(frozen=True)
+class ReLU(Node):
+    pass
+
+
+@dataclass(frozen=True)
+class LRN(Node):
     """Local response normalisation across channels, written as torch and Caffe define it:
 
     ``b_c = a_c / (k + alpha / size * sum_{window} a^2) ** beta`` with the window covering
@@ -101,14 +207,27 @@ class LRN:
 
 
 @dataclass(frozen=True)
-class Dropout:
+class Dropout(Node):
     rate: float
 
 
 @dataclass(frozen=True)
-class Linear:
+class Linear(Node):
     in_features: int
     out_features: int
+
+    def tensors(self):
+        return {"weight": (self.out_features, self.in_features), "bias": (self.out_features,)}
+
+    def channels(self, cin):
+        return self.out_features
+
+    def cost(self, shape, biases=True):
+        n = math.prod(shape)  # a (C, H, W) input is taken in (C, H, W) order, as Flatten gives it
+        if n != self.in_features:
+            raise ValueError(f"{self} got {n} input features (shape {tuple(shape)})")
+        weights = self.in_features * self.out_features
+        return (self.out_features,), weights + (self.out_features if biases else 0), weights
 
 
 def pool_pads(size: int, kernel: int, stride: int, padding: int, ceil_mode: bool) -> Tuple[int, int, int]:
@@ -128,10 +247,6 @@ def pool_pads(size: int, kernel: int, stride: int, padding: int, ceil_mode: bool
     # A negative remainder is an unused tail that VALID pooling ignores by itself.
     after = (out - 1) * stride + kernel - size - padding
     return padding, max(after, 0), out
-
-
-def conv_out(size: int, kernel: int, stride: int, padding: int) -> int:
-    return (size + 2 * padding - kernel) // stride + 1
 
 
 def adaptive_bins(size: int, out: int):

@@ -3,7 +3,7 @@ number of classes, and the new classifiers' initial values (shared so that ``for
 gives the same fresh heads in PyTorch, Flax NNX and Keras for the same seed).
 
 The classifiers are the last stage (``spec.stages[-1]``, a ``Linear``) and the last ``Linear``
-of each aux head (``fc2`` in GoogLeNet's ``AuxHeadV1``, ``fc`` in Inception v3's ``AuxHeadV3``).
+step of each aux head (``fc2`` in GoogLeNet's, ``fc`` in Inception v3's).
 Everything else is the backbone.
 """
 from __future__ import annotations
@@ -13,20 +13,16 @@ from typing import Dict, Tuple
 
 import numpy as np
 
-from .blocks import AuxHeadV1, AuxHeadV3
+from .blocks import Sequential
 from .layers import Linear
 
 HEAD_INIT_STD = 0.01  # torchvision's Inception/GoogLeNet classifier init (normal, std 0.01, bias 0)
 
 
-def _aux_classifier(head) -> Tuple[str, int]:
-    """(attribute name, in_features) of an aux head's final Linear."""
-    if isinstance(head, AuxHeadV1):
-        return "fc2", 1024
-    if isinstance(head, AuxHeadV3):
-        name, fc = [(n, layer) for n, layer in head.layers if isinstance(layer, Linear)][-1]
-        return name, fc.in_features
-    raise TypeError(f"unknown aux head type {type(head).__name__}")
+def _aux_classifier(head: Sequential) -> Tuple[str, int]:
+    """(step name, in_features) of an aux head's final Linear."""
+    name, fc = [(n, step) for n, step in head.steps if isinstance(step, Linear)][-1]
+    return name, fc.in_features
 
 
 def classifier_layers(spec) -> Dict[str, int]:
@@ -51,7 +47,11 @@ def with_num_classes(spec, num_classes: int):
     """The same spec (dropouts, transform_input, aux heads kept) with ``num_classes`` outputs."""
     name, fc = spec.stages[-1]
     stages = spec.stages[:-1] + ((name, Linear(fc.in_features, num_classes)),)
-    aux = {n: (tap, dataclasses.replace(head, num_classes=num_classes)) for n, (tap, head) in spec.aux_heads.items()}
+    aux = {}
+    for head_name, (tap, head) in spec.aux_heads.items():
+        attr, in_features = _aux_classifier(head)
+        steps = tuple((n, Linear(in_features, num_classes) if n == attr else s) for n, s in head.steps)
+        aux[head_name] = (tap, dataclasses.replace(head, steps=steps))
     return dataclasses.replace(spec, stages=stages, aux_heads=aux, num_classes=num_classes)
 
 

@@ -23,6 +23,7 @@ import copy
 import torch
 from torch import nn
 
+from .fusion import fuse_
 from .layers import BasicConv2d
 
 
@@ -73,14 +74,14 @@ class InferenceModel(nn.Module):
 
 
 def optimize_for_inference(model: nn.Module, fold_bn: bool = True, channels_last: bool = True, fuse: bool = True,
-                           compile: bool = False, freeze: bool = False) -> InferenceModel:
+                           compile: bool = False) -> InferenceModel:
     """A new eval-only module computing ``model.eval()(x)`` faster; ``model`` is not modified.
 
     ``fold_bn``: fold BatchNorm into the preceding convolution. ``fuse``: the rewrites of
     ``fusion.py`` (needs ``fold_bn`` to find anything to fuse). ``channels_last``: NHWC memory
-    format (oneDNN's native layout on CPU). ``compile``: ``torch.compile`` (Inductor); with
-    ``freeze`` Inductor treats the weights as constants (its own conv weight pre-packing; measured
-    slower than without on GoogLeNet: 66 against 80 images/s).
+    format (oneDNN's native layout on CPU). ``compile``: ``torch.compile`` (Inductor), without
+    Inductor's freezing (its own weight pre-packing measured slower on GoogLeNet: 66 against 80
+    images/s).
     Compilation happens on the first call and costs tens of seconds on a small CPU.
     """
     fast = copy.deepcopy(model).eval()
@@ -89,12 +90,10 @@ def optimize_for_inference(model: nn.Module, fold_bn: bool = True, channels_last
     if fold_bn:
         fold_batchnorm(fast)
     if fuse:
-        from .fusion import fuse_
-
         fuse_(fast)
     if channels_last:
         fast = fast.to(memory_format=torch.channels_last)
     compiled = None
     if compile:
-        compiled = torch.compile(fast, options={"freezing": freeze})
+        compiled = torch.compile(fast, options={"freezing": False})
     return InferenceModel(fast, channels_last, compiled)

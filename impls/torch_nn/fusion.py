@@ -16,8 +16,9 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from .layers import BasicConv2d, BranchBlock, InceptionV1Block
 from ..spec import blocks as B
+from .blocks import BranchBlock, Residual
+from .layers import BasicConv2d
 
 
 def _mkldnn_ok(weight: torch.Tensor) -> bool:
@@ -124,9 +125,7 @@ def _steps(module):
     return list(module) if isinstance(module, nn.Sequential) else [module]
 
 
-def _block_paths(block):
-    if isinstance(block, InceptionV1Block):
-        return [_steps(block.branch1), _steps(block.branch2), _steps(block.branch3), _steps(block.branch4)]
+def _block_paths(block: BranchBlock):
     paths = []
     for path in block.paths:
         steps = []
@@ -148,8 +147,8 @@ def fuse_(model: nn.Module) -> nn.Module:
                 setattr(parent, name, ConvAct.from_conv(child.conv))
     for parent in list(model.modules()):
         for name, child in list(parent.named_children()):
-            if isinstance(child, (InceptionV1Block, BranchBlock)):
-                project = getattr(child, "conv2d", None) if hasattr(child, "scale") else None
-                setattr(parent, name, MergedBranches(_block_paths(child), project,
-                                                     getattr(child, "scale", 1.0), getattr(child, "relu", True)))
+            if isinstance(child, Residual):
+                setattr(parent, name, MergedBranches(_block_paths(child), child.conv2d, child.scale, child.relu))
+            elif isinstance(child, BranchBlock):
+                setattr(parent, name, MergedBranches(_block_paths(child)))
     return model

@@ -18,18 +18,12 @@ The classifier is read as logits: build the Keras model with ``classifier_activa
 compare (its default is softmax; the weights are the same either way). Input is in [-1, 1]
 (``keras.applications.inception_v3.preprocess_input``); ``transform_input`` stays False.
 
-Layers are auto-numbered (``conv2d_57``), so they are mapped by structure, never by name: from
-the model's output back through ``Dense`` <- ``GlobalAveragePooling2D`` <- each block's
-``Concatenate``, whose inputs are its branches in order, each branch a chain of
-Activation(relu) <- BatchNormalization <- Conv2D and pools, down to the ``InputLayer``. Every
-layer's type, kernel, strides, padding, filters and BN settings are checked against our spec;
-any difference is an error naming the Keras layer and what was expected and found.
-Files load with Keras' own ``load_weights`` (plain HDF5) or ``keras.saving.load_model(safe_mode=True)``,
-which refuses Lambda layers and other code.
+Layers are auto-numbered (``conv2d_57``), so they are mapped by structure, never by name
+(``keras_walker``). Files load with Keras' own ``load_weights`` (plain HDF5) or
+``keras.saving.load_model(safe_mode=True)``, which refuses Lambda layers and other code.
 
 ``keras.applications.InceptionResNetV2`` (same formats) is our ``inception_resnet_v2`` variant
-"keras": timm's layers and paddings, BN without gamma (same rule as above); its residual blocks
-and timm's nested Sequentials are walked by ``keras_applications_irv2``.
+"keras": timm's layers and paddings, BN without gamma (same rule as above).
 """
 from __future__ import annotations
 
@@ -39,164 +33,16 @@ import numpy as np
 
 from ..atomic import atomic_path
 from ..checkpoint import Checkpoint, check_architecture
-from ..errors import InputFileError, UnsafeInputError, WeightsMismatchError
+from ..errors import InputFileError, UnsafeInputError
+from ..keras_io import code_layers, load_weights
 from ..mapping import check_canonical
+from .keras_walker import Walker, fail
 
 # Our architecture -> its keras.applications model (whose default ``name`` is our architecture's).
-# InceptionResNetV2 is our ``inception_resnet_v2`` variant "keras" (timm's layers, BN without
-# gamma); its residual blocks are walked by ``keras_applications_irv2.Walker``.
 KERAS_MODELS = {"inception_v3": "InceptionV3", "inception_resnet_v2": "InceptionResNetV2"}
 ARCHITECTURES = tuple(KERAS_MODELS)
 VARIANT = "keras"
-SUFFIXES = (".weights.h5", ".keras", ".h5")
-
-
-def _fail(where, msg):
-    raise WeightsMismatchError(f"{where}: {msg}")
-
-
-class _Walker:
-    """Matches a Keras functional InceptionV3 against our spec, from the output backwards."""
-
-    def __init__(self, model, spec, where):
-        self.spec, self.where = spec, where
-        self.convs = {}  # canonical prefix -> (Conv2D, BatchNormalization)
-        self.biased = {}  # canonical prefix -> Conv2D with bias, no BN (IRv2's residual up-projections)
-        self.stages = {}  # our stage name -> the Keras layer whose output it is (verify --layers)
-        self.dense = None
-        self.output = model.outputs[0]._keras_history.operation if len(model.outputs) == 1 else None
-        if self.output is None:
-            _fail(where, f"expected one model output, found {len(model.outputs)}")
-
-    def parents(self, layer):
-        nodes = layer._inbound_nodes
-        if len(nodes) != 1:
-            _fail(self.where, f"Keras layer {layer.name!r} is called {len(nodes)} times; expected once")
-        return [t._keras_history.operation for t in nodes[0].input_tensors]
-
-    def parent(self, layer):
-        ps = self.parents(layer)
-        if len(ps) != 1:
-            _fail(self.where, f"Keras layer {layer.name!r} has {len(ps)} inputs; expected 1")
-        return ps[0]
-
-    def expect(self, layer, kind, what, **attrs):
-        if type(layer).__name__ != kind:
-            _fail(self.where, f"Keras layer {layer.name!r} is a {type(layer).__name__}, expected a {kind} for {what}")
-        for attr, want in attrs.items():
-            found = getattr(layer, attr)
-            found = tuple(found) if isinstance(found, list) else found
-            if found != want:
-                _fail(self.where, f"Keras layer {layer.name!r} ({what}) has {attr}={found!r}, expected {want!r}")
-
-    def conv_block(self, layer, spec, name):
-        """Activation <- BN <- Conv2D for our ConvBlock ``name``; returns the conv's input layer."""
-        self.expect(layer, "Activation", name)
-        if getattr(layer.activation, "__name__", "") != "relu":
-            _fail(self.where, f"Keras layer {layer.name!r} ({name}) applies "
-                              f"{getattr(layer.activation, '__name__', layer.activation)!r}, expected relu")
-        bn = self.parent(layer)
-        self.expect(bn, "BatchNormalization", f"{name}.bn", center=True, scale=False)
-        if abs(bn.epsilon - spec.bn_eps) > 1e-12 or bn.axis not in (-1, 3, [3], [-1]):
-            _fail(self.where, f"Keras layer {bn.name!r} ({name}.bn) has epsilon={bn.epsilon}, axis={bn.axis}; "
-                              f"expected epsilon={spec.bn_eps}, channels-last axis")
-        conv = self.parent(bn)
-        (kh, kw), (ph, pw) = spec.kernel_size, spec.padding
-        if (ph, pw) == (0, 0):
-            paddings = ("valid", "same") if (kh, kw) == (1, 1) else ("valid",)
-        elif spec.stride == (1, 1) and (ph, pw) == ((kh - 1) // 2, (kw - 1) // 2) and kh % 2 and kw % 2:
-            paddings = ("same",)
-        else:
-            paddings = ()
-        self.expect(conv, "Conv2D", f"{name}.conv", filters=spec.out_channels, kernel_size=spec.kernel_size,
-                    strides=spec.stride, use_bias=False, dilation_rate=(1, 1), groups=1, data_format="channels_last")
-        if conv.padding not in paddings:
-            _fail(self.where, f"Keras layer {conv.name!r} ({name}.conv) has padding={conv.padding!r}, "
-                              f"expected {' or '.join(map(repr, paddings)) or 'a padding Keras cannot express'} "
-                              f"(torch padding {spec.padding})")
-        kernel_in = conv.kernel.shape[2]
-        if kernel_in != spec.in_channels:
-            _fail(self.where, f"Keras layer {conv.name!r} ({name}.conv) has kernel shape {tuple(conv.kernel.shape)}, "
-                              f"expected {(kh, kw, spec.in_channels, spec.out_channels)}")
-        self.convs[name] = (conv, bn)
-        return self.parent(conv)
-
-    def step(self, layer, spec, name):
-        from impls.spec import layers as L
-
-        if isinstance(spec, L.ConvBlock):
-            return self.conv_block(layer, spec, name)
-        if isinstance(spec, L.MaxPool):
-            if spec.padding != (0, 0) or spec.ceil_mode:
-                _fail(self.where, f"{name}: our max pool {spec} has no Keras equivalent")
-            self.expect(layer, "MaxPooling2D", name, pool_size=spec.kernel_size, strides=spec.stride, padding="valid")
-        elif isinstance(spec, L.AvgPool):
-            k = spec.kernel_size
-            if spec.count_include_pad or spec.stride != (1, 1) or spec.padding != ((k[0] - 1) // 2, (k[1] - 1) // 2):
-                _fail(self.where, f"{name}: Keras AveragePooling2D(padding='same') excludes the padding; "
-                                  f"our pool {spec} does not match (use variant {VARIANT!r})")
-            self.expect(layer, "AveragePooling2D", name, pool_size=k, strides=(1, 1), padding="same")
-        else:
-            _fail(self.where, f"{name}: no Keras counterpart rule for {type(spec).__name__}")
-        return self.parent(layer)
-
-    def block(self, layer, spec, name):
-        from impls.spec import blocks as B
-
-        self.expect(layer, "Concatenate", name)
-        inputs = self.parents(layer)
-        if len(inputs) != len(spec.paths):
-            _fail(self.where, f"Keras layer {layer.name!r} ({name}) concatenates {len(inputs)} branches, "
-                              f"expected {len(spec.paths)}")
-        starts = []
-        for path, cur in zip(spec.paths, inputs):
-            for step in reversed(path):
-                if isinstance(step, B.Split):
-                    self.expect(cur, "Concatenate", f"{name}.{'/'.join(n for n, _ in step.parts)}")
-                    parts = self.parents(cur)
-                    if len(parts) != len(step.parts):
-                        _fail(self.where, f"Keras layer {cur.name!r} concatenates {len(parts)} tensors, "
-                                          f"expected {len(step.parts)} ({name} split)")
-                    ins = [self.conv_block(p, s, f"{name}.{n}") for p, (n, s) in zip(parts, step.parts)]
-                    if len({id(i) for i in ins}) != 1:
-                        _fail(self.where, f"{name}: the split convs of Keras layer {cur.name!r} have different inputs")
-                    cur = ins[0]
-                else:
-                    cur = self.step(cur, step[1], f"{name}.{step[0]}")
-            starts.append(cur)
-        if len({id(s) for s in starts}) != 1:
-            _fail(self.where, f"the branches of Keras layer {layer.name!r} ({name}) start from different layers: "
-                              f"{[s.name for s in starts]}")
-        return starts[0]
-
-    def run(self):
-        from impls.spec import blocks as B
-        from impls.spec import layers as L
-
-        cur = self.output
-        for name, spec in reversed(self.spec.stages):
-            self.stages[name] = cur
-            if isinstance(spec, L.Dropout):
-                if type(cur).__name__ == "Dropout":
-                    cur = self.parent(cur)
-            elif isinstance(spec, L.Linear):
-                self.expect(cur, "Dense", name, units=spec.out_features, use_bias=True)
-                act = getattr(cur.activation, "__name__", "")
-                if act not in ("linear", "softmax"):
-                    _fail(self.where, f"Keras layer {cur.name!r} ({name}) applies {act!r}; expected None or softmax")
-                self.dense = cur
-                cur = self.parent(cur)
-            elif isinstance(spec, L.GlobalAvgPool):
-                self.expect(cur, "GlobalAveragePooling2D", name, keepdims=False)
-                cur = self.parent(cur)
-            elif isinstance(spec, B.BranchBlock):
-                cur = self.block(cur, spec, name)
-            else:
-                cur = self.step(cur, spec, name)
-        self.expect(cur, "InputLayer", "the model input")
-        if self.dense is None:
-            _fail(self.where, "no classifier found")
-        return self
+RECORDS_VARIANT = True  # the file fixes the checkpoint variant: --variant must agree with it
 
 
 def _spec(num_classes, architecture="inception_v3"):
@@ -205,9 +51,9 @@ def _spec(num_classes, architecture="inception_v3"):
     return model_spec(architecture, num_classes=num_classes, aux_logits=False, variant=VARIANT)
 
 
-def _walk(model, num_classes, where, architecture="inception_v3"):
-    from .keras_applications_irv2 import Walker
-
+def walk(model, num_classes, where, architecture="inception_v3") -> Walker:
+    """The model matched to our spec (``keras_walker``): its convs, biased convs, classifier and
+    the Keras layer whose output each of our stages is."""
     return Walker(model, _spec(num_classes, architecture), where).run()
 
 
@@ -222,10 +68,10 @@ def to_checkpoint(model, where, allow_nonfinite=False, architecture=None) -> Che
 
     architecture = architecture or (model.name if model.name in KERAS_MODELS else "inception_v3")
     if len(model.outputs) != 1 or len(model.outputs[0].shape) != 2:
-        _fail(where, "expected a model with one (batch, classes) output: include_top=True")
+        fail(where, "expected a model with one (batch, classes) output: include_top=True")
     num_classes = int(model.outputs[0].shape[-1])
-    w = _walk(model, num_classes, where, architecture)
-    arr = lambda v: np.asarray(ops.convert_to_numpy(v), dtype=np.float32) if v.dtype == "float32" else _fail(
+    w = walk(model, num_classes, where, architecture)
+    arr = lambda v: np.asarray(ops.convert_to_numpy(v), dtype=np.float32) if v.dtype == "float32" else fail(
         where, f"Keras variable {v.path!r} has dtype {v.dtype}, expected float32 (the bridge never casts silently)")
     tensors = {}
     for prefix, (conv, bn) in w.convs.items():
@@ -248,7 +94,7 @@ def to_checkpoint(model, where, allow_nonfinite=False, architecture=None) -> Che
 def load_into(model, ckpt: Checkpoint, where):
     """Assigns a "keras"-variant checkpoint to a live keras.applications model, strictly."""
     check_exportable(ckpt, where)
-    w = _walk(model, ckpt.num_classes, where, ckpt.architecture)
+    w = walk(model, ckpt.num_classes, where, ckpt.architecture)
     t = ckpt.tensors
     for prefix, (conv, bn) in w.convs.items():
         conv.kernel.assign(np.transpose(t[f"{prefix}.conv.weight"], (2, 3, 1, 0)))
@@ -266,24 +112,24 @@ def load_into(model, ckpt: Checkpoint, where):
 
 def check_exportable(ckpt: Checkpoint, where):
     if ckpt.architecture not in ARCHITECTURES:
-        _fail(where, f"keras.applications checkpoints exist for {', '.join(ARCHITECTURES)}, not {ckpt.architecture!r}")
+        fail(where, f"keras.applications checkpoints exist for {', '.join(ARCHITECTURES)}, not {ckpt.architecture!r}")
     label = _label(ckpt.architecture)
     if getattr(ckpt.spec().config, "avg_pool_count_include_pad", False):
-        _fail(where, f"a {ckpt.variant!r}-variant checkpoint averages its pools with the padding counted; "
+        fail(where, f"a {ckpt.variant!r}-variant checkpoint averages its pools with the padding counted; "
                      f"{label} leaves it out, so it would compute different numbers. "
                      f"Only variant {VARIANT!r} checkpoints (e.g. read from keras.applications) export to it")
     # Any other layer difference computes different numbers too. IRv2's default (timm) and keras
     # variants have the same layers: only gamma, checked below, can keep one from exporting.
     if ckpt.spec().stages != _spec(ckpt.num_classes, ckpt.architecture).stages:
-        _fail(where, f"a {ckpt.variant!r}-variant {ckpt.architecture}'s layers (padding, pooling) differ from "
+        fail(where, f"a {ckpt.variant!r}-variant {ckpt.architecture}'s layers (padding, pooling) differ from "
                      f"{label}'s; only variant {VARIANT!r} checkpoints export to it")
     if ckpt.aux_logits:
-        _fail(where, f"{label} has no aux head; this checkpoint has one (AuxLogits.*)")
+        fail(where, f"{label} has no aux head; this checkpoint has one (AuxLogits.*)")
     if ckpt.transform_input:
-        _fail(where, f"{label} has no transform_input; this checkpoint uses it")
+        fail(where, f"{label} has no transform_input; this checkpoint uses it")
     bad = [k for k, v in ckpt.tensors.items() if k.endswith(".bn.weight") and not np.all(v == 1.0)]
     if bad:
-        _fail(where, f"{label}'s BN has no gamma (scale=False), but {len(bad)} BN layers "
+        fail(where, f"{label}'s BN has no gamma (scale=False), but {len(bad)} BN layers "
                      f"have gamma != 1, e.g. {bad[0]!r}; refusing a lossy export")
 
 
@@ -308,7 +154,7 @@ def peek_num_classes(path: Path, architecture="inception_v3") -> int:
     kernels = [(n, s) for n, s in found if len(s) == 2]
     features = _spec(1, architecture).stages[-1][1].in_features
     if len(kernels) != 1 or kernels[0][1][0] != features:
-        _fail(path, f"expected one classifier kernel of shape ({features}, classes) in a {_label(architecture)} "
+        fail(path, f"expected one classifier kernel of shape ({features}, classes) in a {_label(architecture)} "
                     f"weights file (include_top=True), found {[s for _, s in kernels] or 'none'}")
     return int(kernels[0][1][1])
 
@@ -319,15 +165,13 @@ def _refuse_code(path: Path):
     import json
     import zipfile
 
-    from ..keras_io import _find_layers
-
     found = []
     try:
         with zipfile.ZipFile(path) as z:
             info = z.getinfo("config.json")
             if info.file_size > 64 << 20:
                 raise InputFileError(f"{path}: config.json is {info.file_size} bytes; refusing to parse it")
-            _find_layers(json.loads(z.read(info).decode("utf-8")), found)
+            code_layers(json.loads(z.read(info).decode("utf-8")), found)
     except (zipfile.BadZipFile, KeyError, OSError, ValueError, RecursionError, EOFError) as e:
         raise InputFileError(f"{path}: not a readable .keras archive ({type(e).__name__}: {e})") from None
     if found:
@@ -354,8 +198,6 @@ def load_model(path, input_size=299, architecture="inception_v3"):
             raise InputFileError(f"{path}: not a loadable .keras model ({' '.join(str(e).split())[:300]})") from None
         except Exception as e:
             raise InputFileError(f"{path}: not a readable .keras file ({type(e).__name__}: {e})") from None
-    from ..keras_io import load_weights
-
     return load_weights(build(peek_num_classes(path, architecture), input_size, architecture), path,
                         _label(architecture))
 
@@ -363,14 +205,14 @@ def load_model(path, input_size=299, architecture="inception_v3"):
 def read(path, architecture, allow_nonfinite=False) -> Checkpoint:
     check_architecture(architecture, str(path))
     if architecture not in ARCHITECTURES:
-        _fail(path, f"keras.applications checkpoints are supported for {', '.join(ARCHITECTURES)}, "
+        fail(path, f"keras.applications checkpoints are supported for {', '.join(ARCHITECTURES)}, "
                     f"not {architecture!r}")
     return to_checkpoint(load_model(path, architecture=architecture), str(path), allow_nonfinite, architecture)
 
 
 def write(ckpt: Checkpoint, path, overwrite=False) -> Path:
     if not str(path).endswith((".weights.h5", ".keras")):
-        _fail(path, "keras.applications files must end in .weights.h5 (weights) or .keras (whole model)")
+        fail(path, "keras.applications files must end in .weights.h5 (weights) or .keras (whole model)")
     check_exportable(ckpt, str(path))  # before building the (large) Keras model
     model = load_into(build(ckpt.num_classes, architecture=ckpt.architecture), ckpt, str(path))
     with atomic_path(path, overwrite) as tmp:

@@ -23,10 +23,11 @@ from .. import torch_io
 from ..atomic import atomic_path
 from ..checkpoint import Checkpoint
 from ..errors import WeightsMismatchError
-from ..mapping import MAX_LISTED, check_canonical
+from ..mapping import check_canonical, fail
 
 ARCHITECTURES = ("bn_inception",)
 VARIANT = "caffe"
+RECORDS_VARIANT = True  # the file fixes the checkpoint variant: --variant must agree with it
 STEMS = {"conv1": "conv1_7x7_s2", "conv2": "conv2_3x3_reduce", "conv3": "conv2_3x3"}
 # Our branch path inside a module -> the Caffe layer's suffix.
 BRANCHES = {"branch1": "1x1", "branch2.0": "3x3_reduce", "branch2.1": "3x3", "branch3.0": "double_3x3_reduce",
@@ -69,11 +70,6 @@ def _check(architecture, variant, where):
             f"{VARIANT!r} variant: conv biases, BN eps 1e-5, Caffe pools); it would compute different numbers")
 
 
-def _fail(where, problems):
-    more = f"; and {len(problems) - MAX_LISTED} more" if len(problems) > MAX_LISTED else ""
-    raise WeightsMismatchError(f"{where}: {'; '.join(problems[:MAX_LISTED])}{more}")
-
-
 def read(path, architecture, allow_nonfinite=False) -> Checkpoint:
     _check(architecture, VARIANT, str(path))
     native = torch_io.load_state_dict(path)
@@ -86,7 +82,7 @@ def read(path, architecture, allow_nonfinite=False) -> Checkpoint:
     problems = [f"pretrainedmodels tensor {k!r} (shape {tuple(v.shape)}) has no counterpart in bn_inception "
                 f"({VARIANT})" for k, v in native.items() if k not in to_ours]
     if problems:
-        _fail(str(path), problems)
+        fail(str(path), problems)
     ckpt.tensors = {to_ours[k]: v for k, v in native.items()}
     expected = ckpt.expected_shapes()
     try:

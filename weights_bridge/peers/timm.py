@@ -24,6 +24,7 @@ from ..errors import WeightsMismatchError
 # inception_v4 / inception_resnet_v2: our state_dict keys and shapes are timm's (impls.spec.inception_v4),
 # the same avg pools (count_include_pad=False), no aux head, no transform_input.
 ARCHITECTURES = ("inception_v3", "inception_v4", "inception_resnet_v2")
+RECORDS_VARIANT = True  # the file fixes the checkpoint variant: --variant must agree with it
 
 
 def _check_arch(architecture, where):

@@ -1,0 +1,127 @@
+"""``inception-bridge``: convert, verify, diagnose, summarise and export Inception-family checkpoints.
+
+Exit codes: 0 success; 1 implementations disagree beyond tolerance; 2 usage or other bridge
+error; 3 unreadable or corrupt input; 4 unsafe input refused; 5 weights do not fit the
+architecture; 6 output cannot be written. Errors print on one line; ``--debug`` adds the traceback.
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+
+from impls.spec import ARCHITECTURES
+from weights_bridge.errors import BridgeError
+from weights_bridge.formats import FORMATS
+
+from .commands import cmd_bench, cmd_convert, cmd_diagnose, cmd_export_onnx, cmd_seed_weights, cmd_summary
+from .verify import cmd_verify
+
+FORMAT_NAMES = tuple(FORMATS)
+
+
+def parser():
+    p = argparse.ArgumentParser(prog="inception-bridge", description=__doc__.splitlines()[0])
+    p.add_argument("--debug", action="store_true", help="show tracebacks")
+    sub = p.add_subparsers(dest="command", required=True)
+
+    c = sub.add_parser("convert", help="convert a checkpoint between formats")
+    c.add_argument("src")
+    c.add_argument("dst")
+    c.add_argument("--arch", help=f"architecture (needed unless SRC is a neutral folder): {', '.join(ARCHITECTURES)}")
+    c.add_argument("--from", dest="src_format", choices=FORMAT_NAMES, help="format of SRC (default: by extension)")
+    c.add_argument("--to", dest="dst_format", choices=FORMAT_NAMES, help="format of DST (default: by extension)")
+    c.add_argument("--overwrite", action="store_true", help="replace DST if it exists")
+    c.add_argument("--allow-nonfinite", action="store_true", help="accept NaN/Inf values")
+    c.add_argument("--quiet", action="store_true")
+    c.add_argument("--variant", help="checkpoint variant of a native SRC that cannot record it "
+                                     "(inception_v3: default or keras, keras.applications' padding; "
+                                     "inception_resnet_v2: default or keras, BN without gamma)")
+    c.set_defaults(func=cmd_convert)
+
+    v = sub.add_parser("verify", help="run every implementation on the same weights and compare")
+    v.add_argument("arch", choices=ARCHITECTURES)
+    v.add_argument("--weights", help="checkpoint to verify (any format); default: seeded test weights")
+    v.add_argument("--json", help="write the matrix as JSON here")
+    v.add_argument("--impls", help="comma-separated subset, e.g. torch,flax,keras-jax")
+    v.add_argument("--sizes", type=int, nargs="+", help="eval input sizes (default: native and native-25)")
+    v.add_argument("--seed", type=int, default=0)
+    v.add_argument("--workdir", help="keep worker inputs and outputs here")
+    v.add_argument("--from", dest="src_format", choices=FORMAT_NAMES, help="format of --weights (default: by extension)")
+    v.add_argument("--variant", help="checkpoint variant (inception_v3: default, or keras: keras.applications' "
+                                     "padding, no aux head, with the keras-applications peer)")
+    v.add_argument("--layers", action="store_true", help="also compare every block's output and name the first to drift")
+    v.add_argument("--train", action="store_true", help="compare one training step instead: loss, gradients, BN "
+                   "statistics, SGD and RMSProp updates (googlenet, googlenet_paper, inception_v3)")
+    v.add_argument("--data-parallel", action="store_true", help="with --train: also run the step data parallel on "
+                   "2 CPU devices (torch DDP/gloo, JAX sharded batch, Keras DataParallel) against one device")
+    v.add_argument("--report", metavar="DIR", help="write report.md and PNG plots here (needs matplotlib)")
+    v.set_defaults(func=cmd_verify)
+
+    d = sub.add_parser("diagnose", help="name the convention that makes two implementations disagree")
+    d.add_argument("arch", choices=ARCHITECTURES)
+    d.add_argument("--weights", required=True, help="the checkpoint both sides carry (any format)")
+    d.add_argument("--against", required=True,
+                   help="an implementation (torch, flax, keras-tensorflow, ..., torchvision) or a .npz with the "
+                        "peer's 'logits' (and optionally the NCHW 'input' it saw and its eval-mode aux head outputs "
+                        "under our names, e.g. 'aux1', 'aux2': needed to see a flatten-order slip)")
+    d.add_argument("--size", type=int)
+    d.add_argument("--workdir")
+    d.set_defaults(func=cmd_diagnose)
+
+    b = sub.add_parser("bench", help="eval throughput of ours against the peers, in one run (a benchmark, not a test)")
+    b.add_argument("arch", choices=ARCHITECTURES)
+    b.add_argument("--frameworks", nargs="+", help="subset, e.g. torch flax keras-jax torchvision")
+    b.add_argument("--batch", type=int, default=8)
+    b.add_argument("--size", type=int)
+    b.add_argument("--warmup", type=int, default=2)
+    b.add_argument("--repeats", type=int, default=5)
+    b.add_argument("--peak-gflops", type=float, help="the machine's fp32 peak (default: cores x flop/cycle of the instruction set x base clock)")
+    b.add_argument("--json")
+    b.set_defaults(func=cmd_bench)
+
+    s = sub.add_parser("summary", help="per-block output shape, parameters and MACs")
+    s.add_argument("arch", choices=ARCHITECTURES)
+    s.add_argument("--size", type=int)
+    s.add_argument("--num-classes", type=int, default=1000)
+    s.add_argument("--no-aux", action="store_true")
+    s.set_defaults(func=cmd_summary)
+
+    w = sub.add_parser("seed-weights", help="write seeded test weights with O(1) activations (He-scaled convs, "
+                                            "calibrated BN statistics), as the conformance suite uses them")
+    w.add_argument("arch", choices=ARCHITECTURES)
+    w.add_argument("out", help="checkpoint to write (format by extension, or --to)")
+    w.add_argument("--seed", type=int, default=0)
+    w.add_argument("--num-classes", type=int, default=1000)
+    w.add_argument("--no-aux", action="store_true")
+    w.add_argument("--variant", default="default")
+    w.add_argument("--to", choices=FORMAT_NAMES, help="format of OUT (default: by extension)")
+    w.set_defaults(func=cmd_seed_weights)
+
+    o = sub.add_parser("export-onnx", help="export our PyTorch (or Keras) model with these weights to ONNX, "
+                                           "checked with onnxruntime")
+    o.add_argument("arch", choices=ARCHITECTURES)
+    o.add_argument("weights", help="checkpoint in any format (by extension, or --from)")
+    o.add_argument("out", help="the .onnx file to write")
+    o.add_argument("--opset", type=int, default=10, help="ONNX opset (default 10; >= 10 for ceil_mode max pools)")
+    o.add_argument("--size", type=int, help="input height and width (default: the architecture's native size)")
+    o.add_argument("--from", dest="src_format", choices=FORMAT_NAMES, help="format of WEIGHTS")
+    o.add_argument("--overwrite", action="store_true", help="replace OUT if it exists")
+    o.add_argument("--framework", choices=("torch", "keras"), default="torch",
+                   help="which implementation to export: torch (NCHW input, default) or keras (TensorFlow backend "
+                        "through tf2onnx, NHWC input)")
+    o.set_defaults(func=cmd_export_onnx)
+    return p
+
+
+def main(argv=None):
+    args = parser().parse_args(argv)
+    try:
+        args.func(args)
+    except BridgeError as e:
+        if args.debug:
+            raise
+        message = " ".join(str(e).split())  # one line, whatever the message holds
+        print(f"inception-bridge: error: {message}", file=sys.stderr)
+        return e.exit_code
+    return 0
+

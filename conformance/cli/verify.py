@@ -1,0 +1,100 @@
+"""``inception-bridge verify``: the agreement matrix, or with ``--train`` the training step."""
+from __future__ import annotations
+
+import sys
+import tempfile
+from dataclasses import asdict
+from pathlib import Path
+
+from weights_bridge.errors import BridgeError, ToleranceError
+
+from ..agreement import matrix
+from ..compare.steps import kink_flips, table
+from ..compare.tolerances import TOLERANCES
+from ..launch import WorkerPool
+from ..training import data_parallel, run
+from .tables import blocks_table, matrix_table
+
+
+def _say(message):
+    print(message, file=sys.stderr, flush=True)
+
+
+def cmd_verify(a):
+    if a.train:
+        return cmd_verify_train(a)
+    if a.data_parallel:
+        raise BridgeError("--data-parallel compares a training step: use it with --train")
+    from weights_bridge.checkpoint import Checkpoint
+
+    workdir = Path(a.workdir or tempfile.mkdtemp(prefix="inception-bridge-verify-"))
+    if not a.weights:
+        Checkpoint(a.arch, {}, variant=a.variant or "default").spec()  # an unknown variant fails here
+    impls = a.impls.split(",") if a.impls else None
+    _say(f"verifying {a.arch} (workers in {workdir})")
+    with WorkerPool(workdir / "logs") as pool:
+        results, errors, precision, blocks = matrix.agreement(
+            a.arch, workdir, pool, impls, tuple(a.sizes) if a.sizes else None, a.seed, layers=a.layers,
+            variant=a.variant, source=a.weights, source_format=a.src_format,
+            progress=lambda what, s: _say(f"  {what}: {s:.1f} s"))
+    shown = list(dict.fromkeys([r.a for r in results] + [r.b for r in results] + list(errors)))
+    print(matrix_table(results, shown))
+    if blocks:
+        print(blocks_table(blocks))
+    for impl, err in errors.items():
+        print(f"\n{impl}: worker failed: {err}")
+    report = matrix.to_json(a.arch, results, errors, precision, blocks)
+    if a.report:
+        from ..agreement.report import write_report
+
+        print(f"report: {write_report(a.report, a.arch, results, errors, precision, blocks, shown)}")
+    if a.json:
+        matrix.write_json(a.json, report)
+    if not report["ok"]:
+        bad = [r for r in results if not r.ok]
+        raise ToleranceError(f"{a.arch}: {len(bad)} comparisons beyond tolerance, {len(errors)} workers failed")
+    print(f"\nall {len(results)} comparisons within tolerance")
+
+
+def cmd_verify_train(a):
+    """The float32 step at its floor-raised bounds, then the float64 step at the tight float64
+    bounds (the conventions alone). Prints both tables; exit 1 beyond tolerance."""
+    from ..agreement.checkpoints import prepare
+
+    workdir = Path(a.workdir or tempfile.mkdtemp(prefix="inception-bridge-train-"))
+    impls = [i for i in a.impls.split(",") if i in run.implementations()] if a.impls else None
+    progress = lambda what, s: _say(f"  {what}: {s:.1f} s")  # noqa: E731
+    _say(f"verifying one training step of {a.arch} (workers in {workdir})")
+    with WorkerPool(workdir / "logs") as pool:
+        files = prepare(a.arch, workdir / "weights", pool, seed=a.seed, variant=a.variant, source=a.weights,
+                        source_format=a.src_format)
+        res = run.train_agreement(a.arch, workdir, pool, impls, files=files, progress=progress)
+        if a.data_parallel:  # DDP, JAX and Keras DataParallel against one device
+            res = data_parallel.add_to_training(res, a.arch, workdir, pool, files, impls)
+        res64 = run.train_agreement(a.arch, workdir, pool, impls, files=files, dtype="float64", progress=progress)
+    print(table(res))
+    if a.data_parallel:
+        print(data_parallel.contrast_table(res))
+    for impl, err in res["errors"].items():
+        print(f"\n{impl}: worker failed: {err}")
+    print("\nfloat64 (tight bounds, no floor):" + table(res64))
+    for impl, err in res64["errors"].items():
+        print(f"\n{impl}: float64 worker failed: {err}")
+    flips = kink_flips(res, res64)
+    if flips:
+        print(f"\nfloat32 rows past their floor-raised bound where float64 agrees at "
+              f"{TOLERANCES[('float64', 'grad')]['rel']:g}: branch flips (a ReLU input or max-pool pair within fp32 "
+              "rounding of its kink; docs/training.md), reported, not failed: "
+              + ", ".join(f"{r.a}-{r.b} {r.quantity}" for r in flips))
+    report = run.to_json(res)
+    report["float64"] = run.to_json(res64)
+    report["kink_flips"] = [asdict(r) for r in flips]
+    report["ok"] = (not res["errors"] and all(r.ok or r in flips for r in res["rows"])) and report["float64"]["ok"]
+    if a.json:
+        matrix.write_json(a.json, report)
+    if not report["ok"]:
+        bad = [r for r in res["rows"] + res64["rows"] if not r.ok and r not in flips]
+        raise ToleranceError(f"{a.arch} training step: {len(bad)} comparisons beyond tolerance, "
+                             f"{len(res['errors']) + len(res64['errors'])} workers failed")
+    print(f"\nall {len(res['rows']) + len(res64['rows'])} training-step comparisons (float32, float64) "
+          "within tolerance" + (f", {len(flips)} float32 rows as branch flips (above)" if flips else ""))

@@ -1,0 +1,1 @@
+"""Numerical comparisons and their tolerances, numpy only: outputs, training steps, blocks."""

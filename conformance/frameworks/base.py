@@ -1,0 +1,114 @@
+"""What every framework adapter shares: request dispatch, the model cache, array files.
+
+An adapter turns a checkpoint into its framework's model (through the weights bridge's one loader
+per framework) and runs the engine's requests on it: ``outputs`` (eval / train-mode outputs, BN
+statistics, per-block capture), ``train`` (one training step), ``fast`` (the inference path),
+``bench`` and a few framework-specific ones. Requests name arrays by file path; results are small
+JSON values, or arrays written where the request says.
+"""
+from __future__ import annotations
+
+import gc
+import time
+
+import numpy as np
+
+
+def nchw(a) -> np.ndarray:
+    a = np.asarray(a)
+    return np.ascontiguousarray(np.transpose(a, (0, 3, 1, 2))) if a.ndim == 4 else a
+
+
+def nhwc(a) -> np.ndarray:
+    return np.ascontiguousarray(np.transpose(np.asarray(a), (0, 2, 3, 1)))
+
+
+def outputs_dict(out, fields=None) -> dict:
+    """A model's return value as {field: array}: the named tuple's fields, or "logits"."""
+    if not isinstance(out, tuple):
+        return {"logits": out}
+    return dict(zip(fields or out._fields, out))
+
+
+def images_per_second(fn, warmup, repeats, batch) -> float:
+    """Throughput of ``fn`` (one batch per call): the median of ``repeats`` timed calls after
+    ``warmup`` untimed ones."""
+    import statistics
+
+    for _ in range(warmup):
+        fn()
+    times = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t0)
+    return batch / statistics.median(times)
+
+
+def save(path, arrays: dict):
+    np.savez(path, **arrays)
+
+
+def read_neutral(path):
+    """The neutral checkpoint the engine hands every worker (read with the bridge's checks)."""
+    from weights_bridge import neutral
+
+    return neutral.read(path)
+
+
+class ModelCache:
+    """One loaded model per key. A train-mode request consumes its model (its BN statistics
+    change), so the next request loads afresh; a request for another architecture drops the
+    rest, so a long-lived worker holds one architecture's models at a time."""
+
+    def __init__(self):
+        self._models, self._arch = {}, None
+
+    def get(self, key, arch, load, consume=False):
+        if arch != self._arch:
+            self.clear()
+            self._arch = arch
+        if key not in self._models:
+            self._models[key] = load()
+        return self._models.pop(key) if consume else self._models[key]
+
+    def clear(self):
+        self._models.clear()
+        self._arch = None
+        gc.collect()
+
+
+class Adapter:
+    """Dispatches ``handle(op, args)`` to the method named by ``OPS``; ``info`` describes the
+    worker's numerics (device, matmul precision), recorded in every report."""
+
+    OPS = ("outputs", "train", "fast", "bench", "convert", "release")
+
+    def __init__(self, process: str):
+        self.process = process
+        self.models = ModelCache()
+        self.info = self.precision()
+
+    def precision(self) -> dict:  # pragma: no cover - every adapter defines it
+        raise NotImplementedError
+
+    def handle(self, op: str, args: dict):
+        if op not in self.OPS or not hasattr(self, op):
+            raise ValueError(f"{self.process} worker has no request {op!r}")
+        t0 = time.perf_counter()
+        result = getattr(self, op)(**args)
+        return {**(result or {}), "seconds": round(time.perf_counter() - t0, 3)}
+
+    def convert(self, src, dst, fmt=None, src_format=None, architecture=None, variant=None):
+        """The bridge's own conversion, here because the target format needs this worker's
+        framework (keras.applications' files need Keras on TensorFlow)."""
+        from weights_bridge import convert
+
+        convert(src, dst, architecture, src_format=src_format, dst_format=fmt, overwrite=True, variant=variant)
+
+    def release(self):
+        self.models.clear()
+        self.clear_framework_caches()
+
+    def clear_framework_caches(self):
+        """Compiled functions and other per-model state of the framework, dropped on ``release``."""

@@ -1,0 +1,187 @@
+"""The one way the engine starts a process: a long-lived worker per framework that serves every
+request of a run (``WorkerPool``), or one module run once (``run_module``).
+
+Each framework runs in its own process (``conformance.registry``); the process is started once
+and keeps its imports, compiled functions and loaded model between requests, which is most of
+what a request costs on a small machine (imports and JAX/XLA compilation). A request is one JSON
+line on the worker's stdin, its reply one JSON line back; arrays travel as ``.npz``/``.npy``
+files. Everything a worker prints goes to its log file, which an error quotes.
+"""
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+from weights_bridge import errors
+
+REPO = Path(__file__).resolve().parent.parent  # holds impls, weights_bridge and conformance
+KERAS_BACKENDS = {"keras-tensorflow": "tensorflow", "keras-jax": "jax", "keras-torch": "torch"}
+# The framework libraries' own start-up chatter (TF's oneDNN and CPU notices, absl, XLA).
+QUIET = {"TF_CPP_MIN_LOG_LEVEL": "2", "GRPC_VERBOSITY": "ERROR", "ABSL_MIN_LOG_LEVEL": "2"}
+
+
+class WorkerError(RuntimeError):
+    """A worker failed a request or died; the message ends with its log's last lines."""
+
+
+def jax_cache_dir() -> str:
+    return os.environ.get("JAX_COMPILATION_CACHE_DIR") or os.path.join(
+        os.environ.get("XDG_CACHE_HOME", os.path.expanduser("~/.cache")), "inception-bridge", "jax")
+
+
+def environment(process: str = "", extra=None) -> dict:
+    """The environment of a worker: ``KERAS_BACKEND`` fixed for its process (Keras reads it once,
+    at import), quiet framework logs, and a persistent JAX compilation cache: JAX compiles every
+    op and initializer once per shape (minutes per worker on two cores), the cache pays that once
+    per machine."""
+    env = {**QUIET, **os.environ, "JAX_COMPILATION_CACHE_DIR": jax_cache_dir(),
+           "JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS": "0", "JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES": "0",
+           "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")]))}
+    if process in KERAS_BACKENDS:
+        env["KERAS_BACKEND"] = KERAS_BACKENDS[process]
+    return {**env, **(extra or {})}
+
+
+def _tail(path, lines=15) -> str:
+    try:
+        text = Path(path).read_text(errors="replace")
+    except OSError:
+        return ""
+    return "\n".join(text.strip().splitlines()[-lines:])
+
+
+def run_module(module: str, *args, process: str = "", env=None, what: str = "") -> subprocess.CompletedProcess:
+    """``python -m module args`` once, in ``process``'s environment; raises ``WorkerError`` with
+    the output's tail if it fails."""
+    proc = subprocess.run([sys.executable, "-m", module, *map(str, args)], cwd=REPO,
+                          env=environment(process, env), capture_output=True, text=True)
+    if proc.returncode != 0:
+        tail = "\n".join((proc.stdout + proc.stderr).strip().splitlines()[-15:])
+        raise WorkerError(f"{what or module} failed (exit {proc.returncode}):\n{tail}")
+    return proc
+
+
+def describe(process, op, args) -> str:
+    """A request in a few words: 'timm outputs inception_v3 eval 299'."""
+    size = args.get("size") or (Path(args["input"]).stem.rsplit("x", 1)[-1] if args.get("input") else "")
+    words = [args.get("impl") or process, op, args.get("arch"), args.get("mode") or args.get("dtype"), size]
+    return " ".join(str(w) for w in words if w)
+
+
+class Worker:
+    """One long-lived ``python -m conformance.workers PROCESS`` and its request/reply pipe."""
+
+    def __init__(self, process: str, log: Path, env=None):
+        self.process, self.log = process, Path(log)
+        self._log_file = open(self.log, "ab")
+        self.proc = subprocess.Popen([sys.executable, "-m", "conformance.workers", process], cwd=REPO,
+                                     env=environment(process, env), stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                     stderr=self._log_file, text=True, bufsize=1)
+        self.lock = threading.Lock()
+        self.seconds = 0.0  # time spent serving requests
+
+    def request(self, op: str, **args):
+        """Sends one request and waits for its reply; returns the reply's result."""
+        with self.lock:
+            if self.proc.poll() is not None:
+                raise WorkerError(f"worker {self.process} is not running (exit {self.proc.returncode}):\n"
+                                  f"{_tail(self.log)}")
+            t0 = time.perf_counter()
+            try:
+                self.proc.stdin.write(json.dumps({"op": op, "args": args}) + "\n")
+                self.proc.stdin.flush()
+                line = self.proc.stdout.readline()
+            except (BrokenPipeError, OSError):
+                line = ""
+            self.seconds += time.perf_counter() - t0
+            if not line:
+                code = self.proc.wait()
+                raise WorkerError(f"worker {self.process} died during {op} (exit {code}):\n{_tail(self.log)}")
+            reply = json.loads(line)
+            if not reply["ok"]:
+                kind = getattr(errors, reply.get("kind") or "", None)
+                if isinstance(kind, type) and issubclass(kind, errors.BridgeError):
+                    raise kind(reply["error"])  # bad input, reported as the bridge reports it
+                raise WorkerError(f"worker {self.process}: {op} failed:\n{reply['error']}")
+            return reply["result"]
+
+    def close(self):
+        if self.proc.poll() is None:
+            try:
+                self.proc.stdin.close()
+                self.proc.wait(timeout=30)
+            except (OSError, subprocess.TimeoutExpired):
+                self.proc.kill()
+                self.proc.wait()
+        self._log_file.close()
+
+
+class WorkerPool:
+    """Workers by (process, environment), started on first use and kept until ``close``.
+    ``jobs`` workers serve at once (``map``)."""
+
+    def __init__(self, log_dir=None, jobs: int = 2):
+        self.log_dir = Path(log_dir or tempfile.mkdtemp(prefix="inception-bridge-workers-"))
+        self.log_dir.mkdir(parents=True, exist_ok=True)
+        self.jobs = jobs
+        self._workers = {}
+        self._lock = threading.Lock()
+
+    def worker(self, process: str, env=None) -> Worker:
+        key = (process, tuple(sorted((env or {}).items())))
+        with self._lock:
+            w = self._workers.get(key)
+            if w is None or w.proc.poll() is not None:
+                suffix = "".join(f"-{v}" for _, v in key[1])[:40].replace("/", "_").replace(" ", "")
+                w = self._workers[key] = Worker(process, self.log_dir / f"{process}{suffix}.log", env)
+            return w
+
+    def request(self, process: str, op: str, env=None, **args):
+        return self.worker(process, env).request(op, **args)
+
+    def map(self, calls, progress=None):
+        """Runs [(process, op, args, env)] with up to ``jobs`` processes at once, each process's
+        requests in order; returns each call's result, or the exception it raised. ``progress``
+        is told each call's description and seconds when it ends."""
+        by_process, results = {}, [None] * len(calls)
+        for i, (process, op, args, env) in enumerate(calls):
+            by_process.setdefault((process, tuple(sorted((env or {}).items()))), []).append(i)
+
+        def serve(indices):
+            for i in indices:
+                process, op, args, env = calls[i]
+                t0 = time.perf_counter()
+                try:
+                    results[i] = self.request(process, op, env, **args)
+                except (WorkerError, errors.BridgeError) as e:
+                    results[i] = e
+                if progress:
+                    progress(describe(process, op, args), time.perf_counter() - t0)
+
+        with ThreadPoolExecutor(self.jobs) as pool:
+            list(pool.map(serve, by_process.values()))
+        return results
+
+    def release(self, process: str = None):
+        """Asks idle workers (of ``process``, or all) to drop their models and caches."""
+        for (name, _), w in list(self._workers.items()):
+            if (process is None or name == process) and w.proc.poll() is None:
+                w.request("release")
+
+    def close(self):
+        for w in self._workers.values():
+            w.close()
+        self._workers.clear()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()

@@ -1,0 +1,1 @@
+"""The conformance suite (pytest). Not part of the installed package."""

@@ -1,0 +1,51 @@
+"""Shared fixtures: one pool of long-lived framework workers for the whole session, seeded
+checkpoints, and one agreement run per architecture shared by every test that inspects it."""
+from __future__ import annotations
+
+import pytest
+
+from conformance.launch import WorkerPool
+
+from .helpers import seeded
+
+
+@pytest.fixture(scope="session")
+def pool(tmp_path_factory):
+    """Every test's framework workers: started once, each keeping its imports and compiled
+    functions (most of what a request costs) until the session ends."""
+    with WorkerPool(tmp_path_factory.mktemp("workers"), jobs=2) as p:
+        yield p
+
+
+@pytest.fixture(scope="session")
+def googlenet_pth(tmp_path_factory):
+    """A seeded torchvision-compatible GoogLeNet state_dict file with O(1) activations."""
+    return seeded(tmp_path_factory.mktemp("weights") / "googlenet.pth", "googlenet", seed=1)
+
+
+@pytest.fixture(scope="session")
+def matrix(pool, tmp_path_factory):
+    """One agreement run per architecture (every installed implementation, default tasks)."""
+    from conformance.agreement import matrix as m
+    from conformance.agreement.tasks import default_tasks
+
+    runs = {}
+
+    def get(arch):
+        if arch not in runs:
+            workdir = tmp_path_factory.mktemp(f"matrix-{arch}")
+            results, errors, precision, _ = m.agreement(arch, workdir, pool)
+            impls = sorted({r.a for r in results} | {r.b for r in results} | set(errors))
+            runs[arch] = dict(results=results, errors=errors, precision=precision, workdir=workdir, impls=impls,
+                              tasks=default_tasks(arch))
+        return runs[arch]
+
+    return get
+
+
+@pytest.fixture(scope="session")
+def material(googlenet_pth, tmp_path_factory):
+    """The valid files every hostile-input case derives its bad one from (read-only)."""
+    from .hostile import Material
+
+    return Material(tmp_path_factory.mktemp("material"), googlenet_pth)

@@ -1,0 +1,87 @@
+"""Running the training step in every implementation's worker and comparing every pair, tensor
+by tensor, from the workers' output files (two tensors in memory at a time, whatever the model)."""
+from __future__ import annotations
+
+import itertools
+from dataclasses import asdict
+from pathlib import Path
+
+import numpy as np
+
+from .. import registry
+from ..agreement.checkpoints import checkpoint_config, prepare
+from ..compare.steps import compare_pair, eps_placement, floors
+from ..compare.tolerances import TOLERANCES
+from .hyper import BATCH, PROVENANCE, SHAPE, hyper, make_batch
+
+X64 = {"JAX_ENABLE_X64": "1"}  # jax reads it at import: float64 steps on jax get a worker of their own
+
+
+def implementations():
+    return [i for i in registry.OURS if registry.available(i)]
+
+
+def worker_env(impl, dtype):
+    """The worker environment a step in ``dtype`` needs (float64 on jax: ``JAX_ENABLE_X64``)."""
+    jax_based = registry.get(impl).process in ("flax", "keras-jax")
+    return X64 if dtype == "float64" and jax_based else None
+
+
+def input_size(arch):
+    from impls.spec import model_spec
+
+    return model_spec(arch).config.input_size[-1]
+
+
+def train_agreement(arch, workdir, pool, impls=None, seed=0, files=None, dtype="float32", variant=None,
+                    progress=None):
+    """Runs every implementation's training step and compares all pairs. Returns a dict with
+    rows (list of Row), errors ({impl: message}), floors, eps placement effect, precision and the
+    output files. ``dtype="float64"``: every worker in float64, compared at the tight float64
+    bounds with no floor: the conventions alone."""
+    workdir = Path(workdir)
+    files = files or prepare(arch, workdir / "weights", pool, seed=seed, variant=variant)
+    impls = list(impls or implementations())
+    if dtype == "float32" and "torch" not in impls and registry.available("torch"):
+        impls = ["torch"] + impls  # its fp64 twin measures the floor every bound uses
+    cfg, hp = checkpoint_config(files), hyper(arch)
+    size, batch = SHAPE.get(arch, (input_size(arch), BATCH))
+    x, y = make_batch(workdir, size, cfg["num_classes"], batch=batch)
+    outs = {i: str(workdir / f"train-{dtype}-{i}.npz") for i in impls}
+    calls = [(registry.get(i).process, "train", dict(impl=i, arch=arch, weights={"neutral": files["neutral"]},
+                                                    config=cfg, input=x, labels=y, hyper=hp, dtype=dtype, out=outs[i]),
+              worker_env(i, dtype)) for i in impls]
+    replies = dict(zip(impls, pool.map(calls, progress=progress)))
+    errors = {i: str(r) for i, r in replies.items() if isinstance(r, Exception)}
+    opened = {i: np.load(outs[i]) for i in impls if i not in errors}
+    try:
+        from weights_bridge import neutral
+
+        w0 = neutral.read(files["neutral"]).tensors
+        floor = floors(opened["torch"]) if dtype == "float32" and "torch" in opened else {}
+        unbiased = {i: registry.get(i).bn_variance == registry.UNBIASED for i in opened}
+        rows = []
+        for a, b in itertools.combinations(list(opened), 2):
+            rows += compare_pair(a, b, opened[a], opened[b], w0, floor, arch, hp, dtype, (unbiased[a], unbiased[b]))
+        eps = {i: eps_placement(o) for i, o in opened.items()}
+    finally:
+        for f in opened.values():
+            f.close()
+    summary = {}
+    for q in {k.split(":", 1)[0] if ":" in k else k for k in floor}:
+        vals = [v[1] for k, v in floor.items() if (k.split(":", 1)[0] if ":" in k else k) == q]
+        summary[q] = {"max_rel": max(vals), "median_rel": float(np.median(vals))}
+    return {"architecture": arch, "dtype": dtype, "impls": [i for i in impls if i not in errors], "rows": rows,
+            "errors": errors, "floor": summary, "eps_placement": eps,
+            "precision": {i: r["precision"] for i, r in replies.items() if i not in errors},
+            "provenance": {i: PROVENANCE[i] for i in impls if i not in errors},
+            "outputs": {i: outs[i] for i in impls if i not in errors}}
+
+
+def to_json(result):
+    out = dict(result)
+    out["rows"] = [asdict(r) for r in result["rows"]]
+    out["tolerances"] = {k: v for (d, k), v in TOLERANCES.items() if d == result.get("dtype", "float32")
+                         and k in ("train_loss", "grad", "update", "bn_running_stats")}
+    out["ok"] = not result["errors"] and all(r.ok for r in result["rows"])
+    return out
