@@ -81,9 +81,10 @@ class Worker:
     def __init__(self, process: str, log: Path, env=None):
         self.process, self.log = process, Path(log)
         self._log_file = open(self.log, "ab")
+        started = {"CONFORMANCE_WORKER_STARTED": str(time.time())}  # its start-up (imports) is timed from here
         self.proc = subprocess.Popen([sys.executable, "-m", "conformance.workers", process], cwd=REPO,
-                                     env=environment(process, env), stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                                     stderr=self._log_file, text=True, bufsize=1)
+                                     env=environment(process, {**(env or {}), **started}), stdin=subprocess.PIPE,
+                                     stdout=subprocess.PIPE, stderr=self._log_file, text=True, bufsize=1)
         self.lock = threading.Lock()
         self.seconds = 0.0  # time spent serving requests
 
@@ -168,6 +169,11 @@ class WorkerPool:
         with ThreadPoolExecutor(self.jobs) as pool:
             list(pool.map(serve, by_process.values()))
         return results
+
+    def timings(self) -> dict:
+        """{worker: {"startup", "load", "requests"} seconds} of every running worker."""
+        return {f"{name}{''.join(f' {k}={v}' for k, v in env)}": w.request("timings")
+                for (name, env), w in self._workers.items() if w.proc.poll() is None}
 
     def release(self, process: str = None):
         """Asks idle workers (of ``process``, or all) to drop their models and caches."""

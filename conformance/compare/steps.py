@@ -3,6 +3,7 @@ gradient, BN running statistics and every optimizer's updates, per tensor, again
 to the fp32 floor the torch worker measures in the same run (its fp64 twin)."""
 from __future__ import annotations
 
+import itertools
 from dataclasses import dataclass
 
 import numpy as np
@@ -105,54 +106,90 @@ def tensor_bounds(kind, keys, floor, arch, dtype="float32"):
 
 
 def compare_pair(a, b, oa, ob, w0, floor, arch, hyper, dtype="float32", unbiased=(False, False)):
-    """Rows for every quantity: per tensor, max|a - b| against the bound x max|reference|, where
-    the reference is a's tensor (its update w_k - w_0 for an optimizer step). ``oa``/``ob`` map
-    keys to arrays and may load them lazily (an open ``.npz``): two tensors are held at a time.
-    ``unbiased``: whether a's and b's BN statistics follow torch's unbiased-variance update."""
-    rows = []
-    quantities = _groups(oa, hyper)
-    if set(quantities) != set(_groups(ob, hyper)):
-        return [Row(a, b, "quantities", float("inf"), float("inf"), "", 0.0, False)]
-    for q, kind in quantities.items():
-        keys = _keys(oa, q)
-        if not keys and not _keys(ob, q):
-            continue
-        if sorted(keys) != sorted(_keys(ob, q)):
-            missing = sorted(set(keys) ^ set(_keys(ob, q)))
-            rows.append(Row(a, b, q, float("inf"), float("inf"), missing[0], 0.0, False))
-            continue
-        bound = tensor_bounds(kind, keys, floor, arch, dtype)
-        # A conv bias feeding a train-mode BN has gradient 0 in exact arithmetic (BN removes any
-        # per-channel shift): what each framework returns is the rounding of terms that cancelled
-        # (bn_inception "caffe": ~3e-13), so it is measured on the step's largest tensor's scale.
-        # The same holds wherever the shift reaches a train-mode BN through linear layers only
-        # (Inception-ResNet-v2's block8 conv bias, via the residual sum and conv2d_7b): in float64,
-        # a gradient below 1e-9 of the step's largest is such a cancelled zero, never a real one.
-        zero = {k for k in keys if k.endswith(".conv.bias") and k.replace(".conv.bias", ".bn.weight") in keys}
-        step_scale = max(float(np.abs(oa[k].astype(np.float64) - (w0[k.split(":", 1)[1]] if kind == "update"
-                                                                   else 0)).max()) for k in keys)
-        if dtype == "float64" and kind == "grad":
-            zero |= {k for k in keys if float(np.abs(oa[k]).max()) <= 1e-9 * step_scale}
+    """``compare_all`` for one pair."""
+    return compare_all({a: oa, b: ob}, w0, floor, arch, hyper, dtype, {a: unbiased[0], b: unbiased[1]})
+
+
+def compare_all(outs, w0, floor, arch, hyper, dtype="float32", unbiased=None):
+    """Rows for every pair of ``outs`` ({implementation: its step's outputs}) and every quantity:
+    per tensor, max|a - b| against the bound x max|reference|, where the reference is a's tensor
+    (its update w_k - w_0 for an optimizer step). The outputs may load lazily (open ``.npz``
+    files): each tensor is read once per implementation and held for one tensor at a time.
+    ``unbiased``: {implementation: its BN statistics follow torch's unbiased-variance update}."""
+    impls, unbiased = list(outs), unbiased or {}
+    pairs = list(itertools.combinations(impls, 2))
+    groups = {i: _groups(outs[i], hyper) for i in impls}
+    rows = {p: [] for p in pairs}
+    for a, b in pairs:
+        if set(groups[a]) != set(groups[b]):
+            rows[(a, b)].append(Row(a, b, "quantities", float("inf"), float("inf"), "", 0.0, False))
+    grad_max = {i: {} for i in impls}  # tensor -> max|gradient|: an update's float64 scale
+    for q in dict.fromkeys(q for i in impls for q in groups[i]):
+        keys = {i: _keys(outs[i], q) for i in impls if q in groups[i]}
+        live = []
+        for a, b in pairs:
+            if rows[(a, b)] and rows[(a, b)][0].quantity == "quantities" or q not in groups[a] or \
+                    not keys[a] and not keys[b]:
+                continue
+            if sorted(keys[a]) != sorted(keys[b]):
+                missing = sorted(set(keys[a]) ^ set(keys[b]))
+                rows[(a, b)].append(Row(a, b, q, float("inf"), float("inf"), missing[0], 0.0, False))
+            else:
+                live.append((a, b))
+        if live:
+            kind = groups[live[0][0]][q]
+            for (a, b), row in _quantity_rows(q, kind, live, outs, keys[live[0][0]], w0, floor, arch, hyper, dtype,
+                                               grad_max).items():
+                rows[(a, b)].append(row)
+    for a, b in pairs:
+        rows[(a, b)].append(_bn_row(a, b, outs[a], outs[b], w0, dtype, (unbiased.get(a), unbiased.get(b))))
+    return [row for p in pairs for row in rows[p]]
+
+
+def _quantity_rows(q, kind, pairs, outs, keys, w0, floor, arch, hyper, dtype, grad_max):
+    """{pair: Row} of quantity ``q``, every tensor read once per implementation."""
+    bound = tensor_bounds(kind, keys, floor, arch, dtype)
+    members = list(dict.fromkeys(i for p in pairs for i in p))
+    scale = {i: {} for i in members}  # max|reference| per tensor
+    peak = {i: {} for i in members}  # max|value| per tensor
+    diff = {p: {} for p in pairs}
+    for k in keys:
+        tensor = k.split(":", 1)[-1]
+        base = w0[tensor].astype(np.float64) if kind == "update" else 0.0
+        arrays = {i: outs[i][k].astype(np.float64) for i in members}
+        for i, x in arrays.items():
+            peak[i][k] = float(np.abs(x).max()) if x.size else 0.0
+            scale[i][k] = float(np.abs(x - base).max()) if kind == "update" and x.shape == np.shape(base) else peak[i][k]
+            if kind == "grad":
+                grad_max[i][tensor] = peak[i][k]
+        for a, b in pairs:
+            x, y = arrays[a], arrays[b]
+            diff[(a, b)][k] = float(np.abs(x - y).max()) if x.shape == y.shape else float("inf")
+    # A conv bias feeding a train-mode BN has gradient 0 in exact arithmetic (BN removes any
+    # per-channel shift): what each framework returns is the rounding of terms that cancelled
+    # (bn_inception "caffe": ~3e-13), so it is measured on the step's largest tensor's scale.
+    # The same holds wherever the shift reaches a train-mode BN through linear layers only
+    # (Inception-ResNet-v2's block8 conv bias, via the residual sum and conv2d_7b): in float64,
+    # a gradient below 1e-9 of the step's largest is such a cancelled zero, never a real one.
+    zero_keys = {k for k in keys if k.endswith(".conv.bias") and k.replace(".conv.bias", ".bn.weight") in keys}
+    out = {}
+    for a, b in pairs:
+        step_scale = max(scale[a].values())
+        zero = zero_keys | ({k for k in keys if peak[a][k] <= 1e-9 * step_scale}
+                            if dtype == "float64" and kind == "grad" else set())
         per = []  # (excess = rel / bound, rel, abs, key)
         for k in keys:
-            x, y = oa[k].astype(np.float64), ob[k].astype(np.float64)
-            if x.shape != y.shape:
-                per.append((float("inf"), float("inf"), float("inf"), k))
-                continue
-            d = float(np.abs(x - y).max())
-            ref = x if kind != "update" else x - w0[k.split(":", 1)[1]].astype(np.float64)
-            scale = float(np.abs(ref).max()) if k not in zero else step_scale
+            d = diff[(a, b)][k]
+            ref = scale[a][k] if k not in zero else step_scale
             if kind == "update" and dtype == "float64":  # RMSProp saturates (~3 lr) for |g| >> eps, so
                 # a gradient's rounding is judged against what it moves: lr x max|gradient|
-                lr = hyper["optimizers"][q[:-1]]["lr"]
-                scale = max(scale, lr * float(np.abs(oa["grad:" + k.split(":", 1)[1]]).max()))
-            rel = d / scale if scale else (0.0 if d == 0 else float("inf"))
+                ref = max(ref, hyper["optimizers"][q[:-1]]["lr"] * grad_max[a].get(k.split(":", 1)[1], 0.0))
+            rel = d / ref if ref else (0.0 if d == 0 else float("inf"))
             per.append((rel / bound[k], rel, d, k))
         worst = max(per)
-        rows.append(Row(a, b, q, max(p[2] for p in per), max(p[1] for p in per), worst[3], bound[worst[3]],
-                        worst[0] <= 1.0, len(keys), worst[1]))
-    rows.append(_bn_row(a, b, oa, ob, w0, dtype, unbiased))
-    return rows
+        out[(a, b)] = Row(a, b, q, max(p[2] for p in per), max(p[1] for p in per), worst[3], bound[worst[3]],
+                          worst[0] <= 1.0, len(keys), worst[1])
+    return out
 
 
 def _bn_row(a, b, oa, ob, w0, dtype="float32", unbiased=(False, False)):

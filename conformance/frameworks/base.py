@@ -59,17 +59,21 @@ def read_neutral(path):
 class ModelCache:
     """One loaded model per key. A train-mode request consumes its model (its BN statistics
     change), so the next request loads afresh; a request for another architecture drops the
-    rest, so a long-lived worker holds one architecture's models at a time."""
+    rest, so a long-lived worker holds one architecture's models at a time. ``load_seconds``
+    adds up the time spent loading."""
 
     def __init__(self):
         self._models, self._arch = {}, None
+        self.load_seconds = 0.0
 
     def get(self, key, arch, load, consume=False):
         if arch != self._arch:
             self.clear()
             self._arch = arch
         if key not in self._models:
+            t0 = time.perf_counter()
             self._models[key] = load()
+            self.load_seconds += time.perf_counter() - t0
         return self._models.pop(key) if consume else self._models[key]
 
     def clear(self):
@@ -82,12 +86,14 @@ class Adapter:
     """Dispatches ``handle(op, args)`` to the method named by ``OPS``; ``info`` describes the
     worker's numerics (device, matmul precision), recorded in every report."""
 
-    OPS = ("outputs", "train", "fast", "bench", "convert", "release")
+    OPS = ("outputs", "train", "fast", "bench", "convert", "release", "timings")
 
-    def __init__(self, process: str):
+    def __init__(self, process: str, started: float):
         self.process = process
         self.models = ModelCache()
         self.info = self.precision()
+        self.busy = 0.0
+        self.startup = time.time() - started  # interpreter start to ready: mostly the framework's imports
 
     def precision(self) -> dict:  # pragma: no cover - every adapter defines it
         raise NotImplementedError
@@ -97,7 +103,15 @@ class Adapter:
             raise ValueError(f"{self.process} worker has no request {op!r}")
         t0 = time.perf_counter()
         result = getattr(self, op)(**args)
-        return {**(result or {}), "seconds": round(time.perf_counter() - t0, 3)}
+        seconds = time.perf_counter() - t0
+        self.busy += seconds
+        return {**(result or {}), "seconds": round(seconds, 3)}
+
+    def timings(self):
+        """Where this worker's time went: start-up (imports), loading models (building them,
+        reading checkpoints), and the rest of its requests (compiling and computing)."""
+        return {"startup": self.startup, "load": self.models.load_seconds,
+                "requests": self.busy - self.models.load_seconds}
 
     def convert(self, src, dst, fmt=None, src_format=None, architecture=None, variant=None):
         """The bridge's own conversion, here because the target format needs this worker's

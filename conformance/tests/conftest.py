@@ -9,12 +9,26 @@ from conformance.launch import WorkerPool
 from .helpers import seeded
 
 
+TIMINGS = pytest.StashKey[dict]()
+
+
 @pytest.fixture(scope="session")
-def pool(tmp_path_factory):
+def pool(tmp_path_factory, pytestconfig):
     """Every test's framework workers: started once, each keeping its imports and compiled
     functions (most of what a request costs) until the session ends."""
     with WorkerPool(tmp_path_factory.mktemp("workers"), jobs=2) as p:
         yield p
+        pytestconfig.stash[TIMINGS] = p.timings()
+
+
+def pytest_terminal_summary(terminalreporter, config):
+    """Where the workers' time went: start-up (imports), loading models, the rest of their requests."""
+    timings = config.stash.get(TIMINGS, None)
+    if timings:
+        terminalreporter.section("worker time (seconds)")
+        terminalreporter.write_line(f"{'worker':<48}{'start-up':>10}{'load':>10}{'requests':>10}")
+        for name, t in sorted(timings.items()):
+            terminalreporter.write_line(f"{name[:47]:<48}{t['startup']:>10.1f}{t['load']:>10.1f}{t['requests']:>10.1f}")
 
 
 @pytest.fixture(scope="session")

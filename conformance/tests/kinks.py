@@ -8,8 +8,8 @@ batch 4 at 224: 11 ReLU flips and 19 routing flips out of 13 million decisions m
 gradients 1e-2 relative, median). With the branches pinned the two runs differ by arithmetic
 alone, which is what `test_training_floor.py` measures.
 
-PyTorch only (our torch implementation calls ``torch.relu`` and ``nn.MaxPool2d``); used by tests,
-never by the models themselves.
+PyTorch only, through forward hooks on our model's ``ReLU`` and ``nn.MaxPool2d`` modules; used by
+tests, never by the models themselves.
 """
 from __future__ import annotations
 
@@ -18,6 +18,8 @@ import contextlib
 import torch
 import torch.nn.functional as F
 from torch import nn
+
+from impls.torch_nn.layers import ReLU
 
 
 class Kinks:
@@ -35,46 +37,42 @@ class Kinks:
         return count(self.relu, other.relu), count(self.pool, other.pool)
 
 
-def _record_pool(self, x, kinks):
-    out, idx = F.max_pool2d(x, self.kernel_size, self.stride, self.padding, self.dilation,
-                            ceil_mode=self.ceil_mode, return_indices=True)
-    kinks.pool.append(idx)
-    return out
+def _indices(pool, x):
+    return F.max_pool2d(x, pool.kernel_size, pool.stride, pool.padding, pool.dilation, ceil_mode=pool.ceil_mode,
+                        return_indices=True)[1]
 
 
-def _replay_pool(self, x, idx):
+@contextlib.contextmanager
+def _hooked(model, relu_hook, pool_hook):
+    hooks = [m.register_forward_hook(relu_hook if isinstance(m, ReLU) else pool_hook) for m in model.modules()
+             if isinstance(m, (ReLU, nn.MaxPool2d))]
+    try:
+        yield
+    finally:
+        for h in hooks:
+            h.remove()
+
+
+@contextlib.contextmanager
+def record(model, kinks: Kinks):
+    """Run ``model``'s forward passes normally, appending each ReLU mask and max-pool argmax."""
+    with _hooked(model, lambda m, inp, out: kinks.relu.append(inp[0].detach() > 0),
+                 lambda m, inp, out: kinks.pool.append(_indices(m, inp[0].detach()))):
+        yield kinks
+
+
+def _replay_pool(idx, x):
     if idx.shape[:2] != x.shape[:2]:
         raise ValueError(f"pinned max-pool indices {tuple(idx.shape)} do not fit input {tuple(x.shape)}")
     return x.flatten(2).gather(2, idx.flatten(2)).view(idx.shape)
 
 
 @contextlib.contextmanager
-def record(kinks: Kinks):
-    """Run forward passes normally, appending each ReLU mask and max-pool argmax to ``kinks``."""
-    relu, pool = torch.relu, nn.MaxPool2d.forward
-
-    def recording_relu(x):
-        kinks.relu.append(x.detach() > 0)
-        return relu(x)
-
-    torch.relu = recording_relu
-    nn.MaxPool2d.forward = lambda self, x: _record_pool(self, x, kinks)
-    try:
-        yield kinks
-    finally:
-        torch.relu, nn.MaxPool2d.forward = relu, pool
-
-
-@contextlib.contextmanager
-def replay(kinks: Kinks):
-    """Run one forward pass taking the recorded branches: ReLU as ``x * mask``, max-pool as a
-    gather at the recorded indices. Values at a flipped kink differ from the free pass by the
-    rounding that flipped it; the gradients follow the recorded branches."""
-    relu, pool = torch.relu, nn.MaxPool2d.forward
+def replay(model, kinks: Kinks):
+    """Run one forward pass of ``model`` taking the recorded branches: each ReLU's output becomes
+    ``x * mask``, each max-pool's a gather at the recorded indices. Values at a flipped kink differ
+    from the free pass by the rounding that flipped it; the gradients follow the recorded branches."""
     masks, indices = iter(kinks.relu), iter(kinks.pool)
-    torch.relu = lambda x: x * next(masks).to(x.dtype)
-    nn.MaxPool2d.forward = lambda self, x: _replay_pool(self, x, next(indices))
-    try:
+    with _hooked(model, lambda m, inp, out: inp[0] * next(masks).to(inp[0].dtype),
+                 lambda m, inp, out: _replay_pool(next(indices), inp[0])):
         yield
-    finally:
-        torch.relu, nn.MaxPool2d.forward = relu, pool

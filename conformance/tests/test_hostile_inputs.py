@@ -21,7 +21,6 @@ from .hostile import (
     other_model_flax, poisoned, refused, torch_file, with_tensors, write)
 
 
-
 # name -> builder(d, material) returning (src, expected exception, needles in the message[, convert kwargs]).
 # The message must also name the source path. The output is always d / "out.msgpack".
 CORPUS = {
@@ -107,6 +106,12 @@ CORPUS = {
     "config.json: num_classes a string": lambda d, m: (
         neutral_dir(d, m, config={**m.config, "num_classes": "1000"}), wb.InputFileError,
         ["config.json", "'num_classes' must be int", "found '1000'"]),
+    "config.json: mean not three numbers": lambda d, m: (
+        neutral_dir(d, m, config={**m.config, "mean": [0.5, 0.5]}), wb.InputFileError,
+        ["config.json", "'mean' must be a list of 3 floats", "found [0.5, 0.5]"]),
+    "config.json: input_size holds a string": lambda d, m: (
+        neutral_dir(d, m, config={**m.config, "input_size": [3, "224", 224]}), wb.InputFileError,
+        ["config.json", "'input_size' must be a list of 3 ints"]),
     "config.json: num_classes disagrees with tensors": lambda d, m: (
         neutral_dir(d, m, config={**m.config, "num_classes": 10}), wb.WeightsMismatchError,
         ["'fc.weight'", "(1000, 1024)", "expected (10, 1024)"]),

@@ -54,13 +54,13 @@ def test_pinned_kinks_leave_only_rounding():
     twin = copy.deepcopy(model).double()
 
     fp32 = kinks.Kinks()
-    with kinks.record(fp32):
+    with kinks.record(model, fp32):
         loss32, grads32 = _step(model, x, y)
     fp64 = kinks.Kinks()
-    with kinks.record(fp64):
+    with kinks.record(twin, fp64):
         loss64, grads64 = _step(twin, x.double(), y)
     relu_flips, pool_flips = fp32.differences(fp64)
-    with kinks.replay(fp32):
+    with kinks.replay(twin, fp32):
         pinned_loss, pinned = _step(twin, x.double(), y)
 
     free, tight = _relative(grads32, grads64), _relative(grads32, pinned)
@@ -75,14 +75,17 @@ def test_pinned_kinks_leave_only_rounding():
 
 def test_replay_takes_the_recorded_branch():
     """A ReLU input that rounding puts on the other side of zero follows the recorded mask."""
+    from impls.torch_nn.layers import ReLU
+
+    relu = ReLU()
     x = torch.tensor([1e-9, -1e-9, 2.0], requires_grad=True)
     recorded = kinks.Kinks()
-    with kinks.record(recorded):
-        torch.relu(x)
+    with kinks.record(relu, recorded):
+        relu(x)
     flipped = kinks.Kinks()
     flipped.relu = [torch.tensor([False, True, True])]
-    with kinks.replay(flipped):
-        torch.relu(x).sum().backward()
+    with kinks.replay(relu, flipped):
+        relu(x).sum().backward()
     assert recorded.relu[0].tolist() == [True, False, True]
     assert x.grad.tolist() == [0.0, 1.0, 1.0]
     assert recorded.differences(flipped) == (2, 0)

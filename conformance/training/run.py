@@ -2,7 +2,6 @@
 by tensor, from the workers' output files (two tensors in memory at a time, whatever the model)."""
 from __future__ import annotations
 
-import itertools
 from dataclasses import asdict
 from pathlib import Path
 
@@ -10,7 +9,7 @@ import numpy as np
 
 from .. import registry
 from ..agreement.checkpoints import checkpoint_config, prepare
-from ..compare.steps import compare_pair, eps_placement, floors
+from ..compare.steps import compare_all, eps_placement, floors
 from ..compare.tolerances import TOLERANCES
 from .hyper import BATCH, PROVENANCE, SHAPE, hyper, make_batch
 
@@ -60,9 +59,7 @@ def train_agreement(arch, workdir, pool, impls=None, seed=0, files=None, dtype="
         w0 = neutral.read(files["neutral"]).tensors
         floor = floors(opened["torch"]) if dtype == "float32" and "torch" in opened else {}
         unbiased = {i: registry.get(i).bn_variance == registry.UNBIASED for i in opened}
-        rows = []
-        for a, b in itertools.combinations(list(opened), 2):
-            rows += compare_pair(a, b, opened[a], opened[b], w0, floor, arch, hp, dtype, (unbiased[a], unbiased[b]))
+        rows = compare_all(opened, w0, floor, arch, hp, dtype, unbiased)
         eps = {i: eps_placement(o) for i, o in opened.items()}
     finally:
         for f in opened.values():

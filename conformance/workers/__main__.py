@@ -11,30 +11,31 @@ from __future__ import annotations
 import json
 import os
 import sys
+import time
 import traceback
 
 
-def adapter(process: str):
+def adapter(process: str, started: float):
     if process == "torch":
         from conformance.frameworks.torch_nn import TorchAdapter
 
-        return TorchAdapter(process)
+        return TorchAdapter(process, started)
     if process == "flax":
         from conformance.frameworks.flax_nnx import FlaxAdapter
 
-        return FlaxAdapter(process)
+        return FlaxAdapter(process, started)
     if process.startswith("keras-"):
         from conformance.frameworks.keras3 import KerasAdapter
 
-        return KerasAdapter(process)
+        return KerasAdapter(process, started)
     raise ValueError(f"unknown worker process {process!r}")
 
 
-def serve(process: str):
+def serve(process: str, started: float):
     replies = os.fdopen(os.dup(1), "w", buffering=1)
     os.dup2(2, 1)
     sys.stdout = sys.stderr
-    served = adapter(process)
+    served = adapter(process, started)
     for line in sys.stdin:
         request = json.loads(line)
         try:
@@ -49,4 +50,4 @@ def serve(process: str):
 
 
 if __name__ == "__main__":  # the guard matters: torch.multiprocessing's spawned children import this module
-    serve(sys.argv[1])
+    serve(sys.argv[1], float(os.environ.get("CONFORMANCE_WORKER_STARTED") or time.time()))

@@ -168,9 +168,9 @@ def transform(layer, fuse=True, c=None):
     if isinstance(layer, Sequence):
         return Chain(_steps(layer, fuse, c), name=c.name("seq"))
     if isinstance(layer, (MaxPool, AvgPool)) and keras.backend.backend() == "torch":
-        from .fast_torch import TorchAvgPool, TorchMaxPool
+        from .fast_torch import TorchPool
 
-        return (TorchMaxPool if isinstance(layer, MaxPool) else TorchAvgPool)(layer.spec, name=c.name("pool"))
+        return TorchPool(layer.spec, name=c.name("pool"))
     if isinstance(layer, MaxPool) and layer.spec.stride == (1, 1):
         s = layer.spec  # stride 1, symmetric pad k//2: ceil_mode changes nothing, 'same' is the same window
         if s.padding == tuple(k // 2 for k in s.kernel_size) and all(k % 2 for k in s.kernel_size):

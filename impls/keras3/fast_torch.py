@@ -17,6 +17,8 @@ import torch
 import torch.nn.functional as F
 from keras import layers
 
+from ..spec import layers as L
+
 # oneDNN convolution with a fused post-op (bias and ReLU in the same pass); absent without mkldnn.
 _FUSED = getattr(getattr(torch.ops, "mkldnn", None), "_convolution_pointwise", None) \
     if torch.backends.mkldnn.is_available() else None
@@ -59,8 +61,9 @@ def conv_act(conv, pad, relu, x):
     return _nhwc(torch.relu_(y) if relu else y)
 
 
-class TorchMaxPool(layers.Layer):
-    """``layers.MaxPool`` (torch-convention spec) as torch's own ``max_pool2d``, channels-last."""
+class TorchPool(layers.Layer):
+    """``layers.MaxPool`` / ``AvgPool`` (torch-convention spec) as torch's own ``max_pool2d`` /
+    ``avg_pool2d``, channels-last."""
 
     def __init__(self, spec, **kwargs):
         super().__init__(**kwargs)
@@ -68,17 +71,9 @@ class TorchMaxPool(layers.Layer):
 
     def call(self, x):
         s = self.spec
-        return _nhwc(F.max_pool2d(_nchw(x), s.kernel_size, s.stride, s.padding, ceil_mode=s.ceil_mode))
-
-
-class TorchAvgPool(layers.Layer):
-    """``layers.AvgPool`` as torch's own ``avg_pool2d``, channels-last."""
-
-    def __init__(self, spec, **kwargs):
-        super().__init__(**kwargs)
-        self.spec = spec
-
-    def call(self, x):
-        s = self.spec
-        return _nhwc(F.avg_pool2d(_nchw(x), s.kernel_size, s.stride, s.padding, ceil_mode=s.ceil_mode,
-                                  count_include_pad=s.count_include_pad))
+        if isinstance(s, L.AvgPool):
+            y = F.avg_pool2d(_nchw(x), s.kernel_size, s.stride, s.padding, ceil_mode=s.ceil_mode,
+                             count_include_pad=s.count_include_pad)
+        else:
+            y = F.max_pool2d(_nchw(x), s.kernel_size, s.stride, s.padding, ceil_mode=s.ceil_mode)
+        return _nhwc(y)

@@ -132,7 +132,15 @@ class Conv2d(_Windowed):
         return _conv_cost(self, shape, biases, 0)
 
 
+@dataclass(frozen=True)
 class _Pool(_Windowed):
+    """A pooling window in torch's convention (symmetric ``padding``, ``ceil_mode``)."""
+
+    kernel_size: Pair
+    stride: Pair
+    padding: Pair = (0, 0)
+    ceil_mode: bool = False
+
     def cost(self, shape, biases=True):
         c, h, w = feature_map(self, shape)
         (kh, kw), (sh, sw), (ph, pw) = self.kernel_size, self.stride, self.padding
@@ -141,18 +149,11 @@ class _Pool(_Windowed):
 
 @dataclass(frozen=True)
 class MaxPool(_Pool):
-    kernel_size: Pair
-    stride: Pair
-    padding: Pair = (0, 0)
-    ceil_mode: bool = False
+    pass
 
 
 @dataclass(frozen=True)
 class AvgPool(_Pool):
-    kernel_size: Pair
-    stride: Pair
-    padding: Pair = (0, 0)
-    ceil_mode: bool = False
     count_include_pad: bool = True  # torch's default; Keras/TF exclude padding
 
 

@@ -5,8 +5,16 @@ import torch
 from torch import nn
 
 
+class ReLU(nn.Module):
+    """``torch.relu`` as a module (torchvision calls it functionally: same numbers, no state)."""
+
+    def forward(self, x):
+        return torch.relu(x)
+
+
 class BasicConv2d(nn.Module):
-    """Conv (+ BN) + ReLU. Attribute names ``conv``/``bn`` are torchvision's."""
+    """Conv (+ BN) + ReLU. Attribute names ``conv``/``bn`` are torchvision's; the ReLU is a
+    module too (no state), so hooks see every activation."""
 
     def __init__(self, in_channels, out_channels, kernel_size=1, stride=1, padding=0, batch_norm=True, eps=1e-3,
                  bias=None):
@@ -14,12 +22,13 @@ class BasicConv2d(nn.Module):
         bias = not batch_norm if bias is None else bias
         self.conv = nn.Conv2d(in_channels, out_channels, kernel_size, stride, padding, bias=bias)
         self.bn = nn.BatchNorm2d(out_channels, eps=eps) if batch_norm else None
+        self.relu = ReLU()
 
     def forward(self, x):
         x = self.conv(x)
         if self.bn is not None:
             x = self.bn(x)
-        return torch.relu(x)
+        return self.relu(x)
 
 
 class GlobalAvgPool(nn.Module):
@@ -27,8 +36,3 @@ class GlobalAvgPool(nn.Module):
         return torch.flatten(nn.functional.adaptive_avg_pool2d(x, 1), 1)
 
 
-class ReLU(nn.Module):
-    """``torch.relu`` as a step (torchvision's aux heads call it functionally, as here)."""
-
-    def forward(self, x):
-        return torch.relu(x)

@@ -17,11 +17,11 @@ from . import model as M
 class KerasAdapter(Adapter):
     OPS = Adapter.OPS + ("data_parallel", "onnx_export", "seed_applications", "count_params")
 
-    def __init__(self, process):
+    def __init__(self, process, started):
         import keras
 
         self.backend = keras.backend.backend()
-        super().__init__(process)
+        super().__init__(process, started)
 
     def precision(self):
         from ...precision import keras_full_precision
