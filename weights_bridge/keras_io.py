@@ -96,7 +96,8 @@ def to_model(ckpt: Checkpoint, input_size=None, **overrides):
     own; Inception v3's aux head does not fit 224); ``overrides``: ``create_model`` keywords."""
     from impls.keras3 import NATIVE, create_model
 
-    model = create_model(ckpt.architecture, input_size=input_size or NATIVE, **ckpt.model_kwargs(**overrides))
+    model = create_model(ckpt.architecture, input_size=input_size or NATIVE, initialize=False,
+                         **ckpt.model_kwargs(**overrides))
     return load_into(model, ckpt)
 
 

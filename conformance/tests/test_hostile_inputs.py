@@ -16,9 +16,8 @@ import pytest
 import torch
 
 import weights_bridge as wb
-from .hostile import (
-    ARCH, FC, Material, ShellPayload, flax_file, keras_archive, listing, mkdir, neutral_dir,
-    other_model_flax, poisoned, refused, torch_file, with_tensors, write)
+from .hostile import (ARCH, FC, Material, ShellPayload, flax_file, keras_archive, listing, mkdir, neutral_dir,
+                      other_model_flax, poisoned, refused, torch_file, with_tensors, write)
 
 
 # name -> builder(d, material) returning (src, expected exception, needles in the message[, convert kwargs]).

@@ -18,25 +18,47 @@ from ..spec.registry import check, model_classes
 from .blocks import build
 
 NATIVE = "native"  # input_size default: the architecture's own (config.input_size)
+INITIALIZERS = ("kernel_initializer", "bias_initializer", "gamma_initializer", "beta_initializer",
+                "moving_mean_initializer", "moving_variance_initializer")
+
+
+class Placeholder(keras.initializers.Initializer):
+    """Zeros made by numpy: a variable about to be assigned loaded weights needs no random
+    draw, and on jax each random initializer compiles once per shape (24 of the 29 s GoogLeNet's
+    build took)."""
+
+    def __call__(self, shape, dtype=None):
+        return np.zeros(shape, dtype or keras.config.floatx())
 
 
 class SpecModel(keras.Model):
     """``model(x, training=True)`` uses batch statistics and returns the spec's named tuple when
-    aux heads exist; ``training=False`` returns the logits."""
+    aux heads exist; ``training=False`` returns the logits. ``initialize=False`` creates the
+    variables as zeros, for weights loaded right after (``weights_bridge.keras_io.to_model``)."""
 
-    def __init__(self, spec: ModelSpec, input_size=NATIVE, **kwargs):
+    def __init__(self, spec: ModelSpec, input_size=NATIVE, initialize=True, **kwargs):
         super().__init__(name=kwargs.pop("name", spec.arch), **kwargs)
         self.spec = spec
         self.stage_layers = [build(node, name) for name, node in spec.stages]
         self.aux_layers = {name: build(head, name) for name, (_, head) in spec.aux_heads.items()}
+        if not initialize:
+            for layer in self._flatten_layers(include_self=False, recursive=True):
+                for attr in INITIALIZERS:
+                    if hasattr(layer, attr):
+                        setattr(layer, attr, Placeholder())
         size = spec.config.input_size[-1] if input_size == NATIVE else input_size
         if size:
             self.build((None, size, size, 3))
 
     def build(self, input_shape):
-        """Creates every variable, aux heads included, by a symbolic (shape-only) pass."""
+        """Creates every variable, aux heads included, by a symbolic (shape-only) pass; on the
+        torch backend by one real forward of a zero image instead: Keras's torch ``max_pool``
+        computes its output shape on real tensors, 10 of GoogLeNet's 12 s symbolic build."""
         features = {}
-        self.forward_stages(keras.KerasTensor(input_shape), capture=features)
+        x = keras.KerasTensor(input_shape)
+        if keras.backend.backend() == "torch":
+            x = ops.zeros((1, *input_shape[1:]))
+        self.forward_stages(x, capture=features)
         for head, layer in self.aux_layers.items():
             layer(features[self.spec.aux_heads[head][0]])
         self.built = True
@@ -63,8 +85,9 @@ class Architecture(SpecModel):
 
     arch = ""
 
-    def __init__(self, input_size=NATIVE, *, name=None, **spec_kwargs):
-        super().__init__(model_spec(self.arch, **spec_kwargs), input_size=input_size, name=name or self.arch)
+    def __init__(self, input_size=NATIVE, *, name=None, initialize=True, **spec_kwargs):
+        super().__init__(model_spec(self.arch, **spec_kwargs), input_size=input_size, initialize=initialize,
+                         name=name or self.arch)
 
 
 # Named in the package (impls.torch_nn.GoogLeNet, ...), where pickle finds them too.
