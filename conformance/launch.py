@@ -87,31 +87,36 @@ class Worker:
                                      stdout=subprocess.PIPE, stderr=self._log_file, text=True, bufsize=1)
         self.lock = threading.Lock()
         self.seconds = 0.0  # time spent serving requests
+        self.retired = False  # closed by its pool's memory budget
 
     def request(self, op: str, **args):
         """Sends one request and waits for its reply; returns the reply's result."""
         with self.lock:
-            if self.proc.poll() is not None:
-                raise WorkerError(f"worker {self.process} is not running (exit {self.proc.returncode}):\n"
-                                  f"{_tail(self.log)}")
-            t0 = time.perf_counter()
-            try:
-                self.proc.stdin.write(json.dumps({"op": op, "args": args}) + "\n")
-                self.proc.stdin.flush()
-                line = self.proc.stdout.readline()
-            except (BrokenPipeError, OSError):
-                line = ""
-            self.seconds += time.perf_counter() - t0
-            if not line:
-                code = self.proc.wait()
-                raise WorkerError(f"worker {self.process} died during {op} (exit {code}):\n{_tail(self.log)}")
-            reply = json.loads(line)
-            if not reply["ok"]:
-                kind = getattr(errors, reply.get("kind") or "", None)
-                if isinstance(kind, type) and issubclass(kind, errors.BridgeError):
-                    raise kind(reply["error"])  # bad input, reported as the bridge reports it
-                raise WorkerError(f"worker {self.process}: {op} failed:\n{reply['error']}")
-            return reply["result"]
+            return self.request_unlocked(op, **args)
+
+    def request_unlocked(self, op: str, **args):
+        """``request`` for a caller that holds ``lock``."""
+        if self.proc.poll() is not None:
+            raise WorkerError(f"worker {self.process} is not running (exit {self.proc.returncode}):\n"
+                              f"{_tail(self.log)}")
+        t0 = time.perf_counter()
+        try:
+            self.proc.stdin.write(json.dumps({"op": op, "args": args}) + "\n")
+            self.proc.stdin.flush()
+            line = self.proc.stdout.readline()
+        except (BrokenPipeError, OSError):
+            line = ""
+        self.seconds += time.perf_counter() - t0
+        if not line:
+            code = self.proc.wait()
+            raise WorkerError(f"worker {self.process} died during {op} (exit {code}):\n{_tail(self.log)}")
+        reply = json.loads(line)
+        if not reply["ok"]:
+            kind = getattr(errors, reply.get("kind") or "", None)
+            if isinstance(kind, type) and issubclass(kind, errors.BridgeError):
+                raise kind(reply["error"])  # bad input, reported as the bridge reports it
+            raise WorkerError(f"worker {self.process}: {op} failed:\n{reply['error']}")
+        return reply["result"]
 
     def close(self):
         if self.proc.poll() is None:
@@ -124,16 +129,32 @@ class Worker:
         self._log_file.close()
 
 
+def resident_bytes(pid: int) -> int:
+    """A process's resident memory (Linux ``/proc``; 0 where that is not there to read)."""
+    try:
+        with open(f"/proc/{pid}/status") as f:
+            for line in f:
+                if line.startswith("VmRSS:"):
+                    return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    return 0
+
+
 class WorkerPool:
     """Workers by (process, environment), started on first use and kept until ``close``.
-    ``jobs`` workers serve at once (``map``)."""
+    ``jobs`` workers serve at once (``map``). ``memory_budget`` (bytes, resident, all workers
+    together): after each request the pool closes idle workers, largest first, until the rest
+    fit; a closed worker starts again when next asked (its imports again, not its JAX
+    compilations: those are in the persistent cache)."""
 
-    def __init__(self, log_dir=None, jobs: int = 2):
+    def __init__(self, log_dir=None, jobs: int = 2, memory_budget: int = None):
         self.log_dir = Path(log_dir or tempfile.mkdtemp(prefix="inception-bridge-workers-"))
         self.log_dir.mkdir(parents=True, exist_ok=True)
-        self.jobs = jobs
+        self.jobs, self.memory_budget = jobs, memory_budget
         self._workers = {}
         self._lock = threading.Lock()
+        self._closed_timings = {}  # timings of workers the budget closed, added up by worker
 
     def worker(self, process: str, env=None) -> Worker:
         key = (process, tuple(sorted((env or {}).items())))
@@ -145,7 +166,48 @@ class WorkerPool:
             return w
 
     def request(self, process: str, op: str, env=None, **args):
-        return self.worker(process, env).request(op, **args)
+        try:
+            while True:
+                w = self.worker(process, env)
+                with w.lock:
+                    if not w.retired:  # else the budget closed it before this request got it
+                        return w.request_unlocked(op, **args)
+        finally:
+            if self.memory_budget:
+                self._fit_budget()
+
+    def _fit_budget(self):
+        with self._lock:
+            alive = [(w, resident_bytes(w.proc.pid)) for w in self._workers.values() if w.proc.poll() is None]
+            total = sum(r for _, r in alive)
+            for w, r in sorted(alive, key=lambda wr: -wr[1]):
+                if total <= self.memory_budget:
+                    break
+                if w.lock.acquire(blocking=False):  # idle: nobody is waiting on its reply
+                    try:
+                        self._retire(w)
+                    finally:
+                        w.lock.release()
+                    total -= r
+
+    def _retire(self, w):
+        """Closes ``w`` (pool lock and ``w.lock`` held), keeping its timings for ``timings``."""
+        key = next(k for k, v in self._workers.items() if v is w)
+        try:
+            t = w.request_unlocked("timings")
+            kept = self._closed_timings.setdefault(self._name(key), dict.fromkeys(t, 0.0))
+            for k in kept:
+                kept[k] += t[k]
+        except WorkerError:
+            pass
+        w.close()
+        w.retired = True
+        del self._workers[key]
+
+    @staticmethod
+    def _name(key):
+        name, env = key
+        return f"{name}{''.join(f' {k}={v}' for k, v in env)}"
 
     def map(self, calls, progress=None):
         """Runs [(process, op, args, env)] with up to ``jobs`` processes at once, each process's
@@ -171,9 +233,20 @@ class WorkerPool:
         return results
 
     def timings(self) -> dict:
-        """{worker: {"startup", "load", "requests"} seconds} of every running worker."""
-        return {f"{name}{''.join(f' {k}={v}' for k, v in env)}": w.request("timings")
-                for (name, env), w in self._workers.items() if w.proc.poll() is None}
+        """{worker: {"startup", "load", "requests"} seconds} of every worker of the pool, those
+        the memory budget closed (and started again) added up."""
+        out = {name: dict(t) for name, t in self._closed_timings.items()}
+        for key, w in self._workers.items():
+            if w.proc.poll() is None:
+                t = w.request("timings")
+                kept = out.setdefault(self._name(key), dict.fromkeys(t, 0.0))
+                for k in kept:
+                    kept[k] += t[k]
+        return out
+
+    def running(self) -> list:
+        """The names of the pool's workers that are running now."""
+        return [self._name(key) for key, w in self._workers.items() if w.proc.poll() is None]
 
     def release(self, process: str = None):
         """Asks idle workers (of ``process``, or all) to drop their models and caches."""

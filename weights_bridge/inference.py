@@ -7,7 +7,7 @@
 ``fast=True`` gives the framework's ``optimize_for_inference`` form (``impls/*/fast.py``: BatchNorm
 folded into the convolutions, parallel 1x1 convolutions merged, channels-last on torch, one jit on
 Flax, fused Conv2D+ReLU on Keras); its logits equal the plain model's within the eval tolerance
-(``conformance/test_fast.py``). ``fast=False`` is the model itself, for stepping through layers,
+(``conformance/tests/test_fast.py``). ``fast=False`` is the model itself, for stepping through layers,
 hooks or anything the folded form has folded away. Both are eval-only logits: aux heads are left
 out. Inputs: NCHW for torch, NHWC for Flax and Keras. Keras uses the backend ``KERAS_BACKEND``
 names; for Flax and Keras on jax call ``impls.xla_cpu.configure()`` before JAX starts (the

@@ -19,11 +19,8 @@ from impls.xla_cpu import FAST_CONV_FLAGS
 
 from ..agreement.checkpoints import prepare
 from ..launch import WorkerPool
-from ..registry import OURS, available, get
+from ..registry import OURS, PEERS, available, get
 
-TORCH_PEERS = {"googlenet": ("torchvision",), "inception_v3": ("torchvision", "timm"), "inception_v4": ("timm",),
-               "inception_resnet_v2": ("timm",)}
-KERAS_PEERS = {"inception_v3": ("keras-applications",), "inception_resnet_v2": ("keras-applications",)}
 PEER_CONFIGS = ("plain", "channels_last", "channels_last+compile")
 # Ours: "plain" is the model as built (eval mode; Flax under nnx.jit, Keras's predict_on_batch);
 # "fast" is each framework's optimize_for_inference() (impls/*/fast.py), the default inference path;
@@ -34,10 +31,16 @@ OURS_TORCH_CONFIGS = ("plain", "fast", "fast+compile")
 XLA_TUNED = "+xla_conv"
 
 
-def plan(arch, frameworks=None):
-    """[(impl, backend, configs, xla_tuned)] for this architecture, one worker process each."""
-    jobs = [("torch", None, OURS_TORCH_CONFIGS, False)]
-    jobs += [(p, None, PEER_CONFIGS, False) for p in TORCH_PEERS.get(arch, ()) if available(p)]
+def plan(arch, frameworks=None, compile=True):
+    """[(impl, backend, configs, xla_tuned)] for this architecture, one worker process each.
+    Peers: the registry's torch peers that run this architecture's default checkpoint, and the
+    Keras peers that have it (keras.applications runs its own seeded file, on every backend).
+    ``compile=False`` leaves out the torch.compile rows (tens of seconds each on a small CPU)."""
+    torch_peers = [p for p in PEERS if get(p).process == "torch" and get(p).runs(arch) and available(p)]
+    keras_peers = [p for p in PEERS if get(p).process.startswith("keras-") and arch in get(p).archs]
+    keep = lambda configs: tuple(c for c in configs if compile or "compile" not in c)  # noqa: E731
+    jobs = [("torch", None, keep(OURS_TORCH_CONFIGS), False)]
+    jobs += [(p, None, keep(PEER_CONFIGS), False) for p in torch_peers]
     jobs += [("flax", None, ("jit",), False), ("flax", None, ("fast",), True)]
     for backend in ("tensorflow", "jax", "torch"):
         if available(f"keras-{backend}"):
@@ -45,7 +48,7 @@ def plan(arch, frameworks=None):
                 jobs += [("keras-jax", backend, ("predict_on_batch",), False), ("keras-jax", backend, ("fast",), True)]
             else:
                 jobs.append((f"keras-{backend}", backend, ("predict_on_batch", "fast"), False))
-            for p in KERAS_PEERS.get(arch, ()):
+            for p in keras_peers:
                 if available(p):
                     jobs.append((p, backend, ("predict_on_batch",), False))
                     if backend == "jax":
@@ -55,7 +58,7 @@ def plan(arch, frameworks=None):
     return jobs
 
 
-def run(arch, batch=8, size=None, frameworks=None, warmup=2, repeats=5, progress=print):
+def run(arch, batch=8, size=None, frameworks=None, warmup=2, repeats=5, progress=print, compile=True):
     """Every planned row, one worker at a time (timings must not share the cores)."""
     from impls.spec import model_spec
 
@@ -69,7 +72,7 @@ def run(arch, batch=8, size=None, frameworks=None, warmup=2, repeats=5, progress
         # its own file made the same way (conformance.frameworks.keras3.applications).
         progress("[0] weights: seeded, He-scaled, BN calibrated")
         files = prepare(arch, Path(tmp) / "weights", pool, aux_logits=False)
-        for i, (impl, backend, configs, xla_tuned) in enumerate(plan(arch, frameworks)):
+        for i, (impl, backend, configs, xla_tuned) in enumerate(plan(arch, frameworks, compile)):
             label = impl if impl != "keras-applications" else f"keras-applications ({backend})"
             progress(f"[{i + 1}] {label}: {', '.join(configs)}")
             process = f"keras-{backend}" if backend else get(impl).process

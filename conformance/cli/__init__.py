@@ -76,6 +76,7 @@ def parser():
     b.add_argument("--warmup", type=int, default=2)
     b.add_argument("--repeats", type=int, default=5)
     b.add_argument("--peak-gflops", type=float, help="the machine's fp32 peak (default: cores x flop/cycle of the instruction set x base clock)")
+    b.add_argument("--no-compile", action="store_true", help="leave out the torch.compile rows (tens of seconds each)")
     b.add_argument("--json")
     b.set_defaults(func=cmd_bench)
 

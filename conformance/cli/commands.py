@@ -78,7 +78,7 @@ def cmd_bench(a):
 
     size = a.size or model_spec(a.arch).config.input_size[-1]
     rows = run.run(a.arch, a.batch, size, a.frameworks, a.warmup, a.repeats,
-                   progress=lambda m: print(m, file=sys.stderr, flush=True))
+                   progress=lambda m: print(m, file=sys.stderr, flush=True), compile=not a.no_compile)
     print(table.table(a.arch, rows, a.batch, size, a.peak_gflops))
     if a.json:
         write_json(a.json, {"architecture": a.arch, "batch": a.batch, "size": size, "rows": rows})

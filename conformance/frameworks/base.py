@@ -49,6 +49,41 @@ def save(path, arrays: dict):
     np.savez(path, **arrays)
 
 
+def merged(chunks) -> dict:
+    """A training step's chunks (dicts of arrays, see the frameworks' ``train`` modules) as one dict."""
+    out = {}
+    for chunk in chunks:
+        out.update(chunk)
+    return out
+
+
+class NpzWriter:
+    """An ``.npz`` written array by array, as ``np.savez`` writes it (one ``.npy`` member each),
+    so a training step's results go to disk as they are made instead of all held at once."""
+
+    def __init__(self, path):
+        import zipfile
+
+        self._zip = zipfile.ZipFile(path, "w", allowZip64=True)
+
+    def add(self, key, array):
+        with self._zip.open(f"{key}.npy", "w", force_zip64=True) as f:
+            np.lib.format.write_array(f, np.asanyarray(array), allow_pickle=False)
+
+    def update(self, arrays: dict):
+        for key, array in arrays.items():
+            self.add(key, array)
+
+    def close(self):
+        self._zip.close()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+
 def read_neutral(path):
     """The neutral checkpoint the engine hands every worker (read with the bridge's checks)."""
     from weights_bridge import neutral

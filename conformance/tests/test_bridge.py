@@ -22,7 +22,9 @@ def _assert_identical(a, b):
         assert a[k].dtype == b[k].dtype and torch.equal(a[k], b[k]), k
 
 
-def test_six_directions_are_bit_identical(googlenet_pth, tmp_path):
+def test_six_directions_are_bit_identical(pool, googlenet_pth, tmp_path):
+    """Every ordered pair of torch, flax and keras: the first through the CLI, the Keras ones in the
+    Keras worker (this process never imports keras), the rest here; all the bridge's ``convert``."""
     src = googlenet_pth
     steps = [  # (from, to): every ordered pair of torch, flax, keras appears
         (src, tmp_path / "a.msgpack"),  # torch -> flax
@@ -32,8 +34,12 @@ def test_six_directions_are_bit_identical(googlenet_pth, tmp_path):
         (tmp_path / "b.weights.h5", tmp_path / "c.pth"),  # keras -> torch
         (tmp_path / "b.msgpack", tmp_path / "d.pth"),  # flax -> torch
     ]
-    for a, b in steps:
-        run_cli("convert", a, b, "--arch", "googlenet", "--quiet", check=True)
+    run_cli("convert", *steps[0], "--arch", "googlenet", "--quiet", check=True)
+    for a, b in steps[1:]:
+        if ".weights.h5" in f"{a}{b}":
+            pool.request("keras-tensorflow", "convert", src=str(a), dst=str(b), architecture="googlenet")
+        else:
+            wb.convert(a, b, "googlenet")
     original = _load(src)
     _assert_identical(original, _load(tmp_path / "c.pth"))  # torch -> flax -> keras -> torch
     _assert_identical(original, _load(tmp_path / "d.pth"))  # torch -> keras -> flax -> torch

@@ -1,8 +1,8 @@
-"""The training-step conformance (conformance/training.py) for every model, in float64 and float32.
+"""The training-step conformance (conformance/training) for every model, in float64 and float32.
 
-Float64 (conformance/train_fp64.py): every pair of the five implementations agrees on the loss,
+Float64 (``train_agreement(dtype="float64")``): every pair of the five implementations agrees on the loss,
 every gradient, the BN running statistics and every optimizer update to the tight float64 bounds
-of conformance.tolerances, with no floor raising: in float64 no ReLU / max-pool branch flips, so
+of conformance.compare.tolerances, with no floor raising: in float64 no ReLU / max-pool branch flips, so
 what is left is the conventions (label smoothing, aux weight, BN momentum and unbiased variance,
 epsilon placement, weight-decay coupling) and float64 rounding.
 
@@ -10,7 +10,7 @@ Float32 (the models test_training.py does not run): the loss and the classifier-
 where fp32 is well conditioned, within the stated 1e-5 between every pair; the trunk gradients
 carry the kink-flip floor (test_training_floor.py) and are reported, not asserted here.
 
-Sizes and batches: conformance.training.SHAPE. Slow tier; each model runs its five workers twice.
+Sizes and batches: conformance.training.hyper.SHAPE. Slow tier; each model runs its five workers twice.
 """
 from __future__ import annotations
 
@@ -31,7 +31,7 @@ IDS = [a if v is None else f"{a}-{v}" for a, v in MODELS]
 
 @pytest.fixture(scope="module", params=MODELS, ids=IDS)
 def model(request, pool, tmp_path_factory):
-    """(arch, variant, run) with run(dtype) -> conformance.training.train_agreement's result, once
+    """(arch, variant, run) with run(dtype) -> conformance.training.run.train_agreement's result, once
     per model and dtype; both dtypes share the model's converted weights and batch. Module-scoped
     and parametrized, so pytest runs every test of one model before the next, and the model's
     worker outputs (gradients and six optimizer results per implementation: ~20 GB for
@@ -142,7 +142,7 @@ def test_verify_train_cli_covers_an_aux_free_model(tmp_path):
     """``verify --train`` runs bn_inception (no aux heads: no aux term) in float32 and float64."""
     import json
 
-    from conformance.conftest import run_cli
+    from .helpers import run_cli
 
     out = tmp_path / "train.json"
     proc = run_cli("verify", "bn_inception", "--train", "--impls", "torch,flax", "--json", out,

@@ -7,7 +7,7 @@ Inception blocks' parallel 1x1 convolutions merged into one, the whole forward o
 
 Folding is done in float64 and cast once (``conv(x, W) * s + (beta - mean * s)`` becomes
 ``conv(x, W * s) + b``, ``s = gamma / sqrt(var + eps)``), so the outputs stay within the eval
-tolerance of the unfolded model (``conformance/test_fast.py``).
+tolerance of the unfolded model (``conformance/tests/test_fast.py``).
 
 Measured on XLA:CPU (2 cores, batch 8), folding and merging buy little (within noise, a few %):
 XLA already fuses BN's affine and the ReLU into one loop after each convolution, and the

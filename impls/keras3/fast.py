@@ -12,7 +12,7 @@ fuses ``Conv2D + BiasAdd + Relu`` into one kernel, but not our BatchNorm's arith
 1x1s. On torch, Keras's backend copies NHWC<->NCHW around every convolution and pool; there the
 convolutions and pools run on torch directly, channels-last, bias and ReLU fused (``fast_torch``).
 Folding is done in float64 and cast once, so the outputs stay within the eval tolerance of the
-model it came from (checked in ``conformance/test_fast.py`` through a worker).
+model it came from (checked in ``conformance/tests/test_fast.py`` through a worker).
 """
 from __future__ import annotations
 

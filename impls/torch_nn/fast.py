@@ -10,7 +10,7 @@ conv + ReLU as one oneDNN call, each Inception block's parallel 1x1 convolutions
 Folding is exact algebra, ``conv(x, W) * s + (beta - mean * s)`` with
 ``s = gamma / sqrt(var + eps)`` becomes ``conv(x, W * s) + b``; it is done in float64 and cast
 once, so the folded weights are the correctly rounded fp32 values and the outputs stay within
-the eval tolerance of the unfolded model (``conformance/test_fast.py``). The plain model is the
+the eval tolerance of the unfolded model (``conformance/tests/test_fast.py``). The plain model is the
 same object it was: training, ``state_dict()`` and conversion never see a folded module.
 ``compile`` is off by default: it costs 10-25 s on the first call and pays only on some CPUs and
 models (docs/benchmarks.md: GoogLeNet 1.5x on an Intel Xeon, nothing on an AMD EPYC, nothing

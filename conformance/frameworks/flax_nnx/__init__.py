@@ -7,7 +7,7 @@ from dataclasses import asdict
 
 import numpy as np
 
-from ..base import Adapter, nhwc, read_neutral, save
+from ..base import Adapter, NpzWriter, merged, nhwc, read_neutral, save
 from . import model as M
 
 
@@ -31,8 +31,9 @@ class FlaxAdapter(Adapter):
     def train(self, impl, arch, weights, config, input, labels, hyper, dtype, out):
         from .train import step
 
-        res, _ = step(M.load(weights["neutral"], dtype), np.load(input), np.load(labels), hyper)
-        save(out, res)
+        with NpzWriter(out) as sink:
+            for chunk in step(M.load(weights["neutral"], dtype), np.load(input), np.load(labels), hyper):
+                sink.update(chunk)
         return {"precision": {**self.info, "dtype": dtype}}
 
     def data_parallel(self, job):
@@ -42,9 +43,10 @@ class FlaxAdapter(Adapter):
 
         x, y, hp = np.load(job["input"]), np.load(job["labels"]), job["hyper"]
         t0 = time.perf_counter()
-        single, _ = step(M.load(job["weights"]["neutral"]), x, y, hp)
+        single = merged(step(M.load(job["weights"]["neutral"]), x, y, hp))
         t1 = time.perf_counter()
-        dp, info = step(M.load(job["weights"]["neutral"]), x, y, hp, mesh=mesh())
+        info = {}
+        dp = merged(step(M.load(job["weights"]["neutral"]), x, y, hp, mesh=mesh(), info=info))
         info.update(engine="flax", world_size=WORLD, bn="synchronised (global batch statistics under jit)",
                     seconds_single=t1 - t0, seconds_dp=time.perf_counter() - t1)
         w0 = read_neutral(job["weights"]["neutral"]).tensors

@@ -33,14 +33,16 @@ def _canonical(tree, where):
     return canonical_arrays("flax", dict(flatten(tree)), where)
 
 
-def step(model, x, y, hp, mesh=None):
-    """(results, facts) of the step on ``model`` (NCHW ``x``, integer labels ``y``)."""
+def step(model, x, y, hp, mesh=None, info=None):
+    """The step on ``model`` (NCHW ``x``, integer labels ``y``) in chunks, as torch's
+    ``procedure``: loss, gradients and BN statistics, then one chunk per optimizer application.
+    ``info`` (a dict) receives facts about the run."""
     import jax
     import optax
     from flax import nnx
 
     model.train()
-    num_classes, info = model.spec.num_classes, {}
+    num_classes, info = model.spec.num_classes, {} if info is None else info
     xh = np.transpose(x, (0, 2, 3, 1))
     if mesh is not None:
         from jax.sharding import NamedSharding, PartitionSpec
@@ -62,8 +64,8 @@ def step(model, x, y, hp, mesh=None):
 
     loss, grads = forward_backward(model, xh, y)
     grads = nnx.to_pure_dict(grads)
-    res = {"loss": np.asarray(loss), **{f"grad:{k}": v for k, v in _canonical(grads, "flax grads").items()}}
-    res.update({f"stat:{k}": v for k, v in bn_stats(model).items()})
+    yield {"loss": np.asarray(loss), **{f"grad:{k}": v for k, v in _canonical(grads, "flax grads").items()},
+           **{f"stat:{k}": v for k, v in bn_stats(model).items()}}
     params0 = nnx.to_pure_dict(nnx.state(model, nnx.Param))
     for name in hp["optimizers"]:
         tx = optax_optimizer(name, hp)
@@ -71,5 +73,4 @@ def step(model, x, y, hp, mesh=None):
         jitted = jax.jit(lambda p, s, g, tx=tx: apply(tx, p, s, g))
         for k in range(1, hp["steps"] + 1):
             params, state = jitted(params, state, grads)
-            res.update({f"{name}{k}:{c}": v for c, v in _canonical(jax.device_get(params), "flax params").items()})
-    return res, info
+            yield {f"{name}{k}:{c}": v for c, v in _canonical(jax.device_get(params), "flax params").items()}

@@ -9,7 +9,7 @@ from dataclasses import asdict
 
 import numpy as np
 
-from ..base import Adapter, nhwc, read_neutral, save
+from ..base import Adapter, NpzWriter, merged, nhwc, read_neutral, save
 from . import applications as A
 from . import model as M
 
@@ -51,9 +51,10 @@ class KerasAdapter(Adapter):
         from .train import step
 
         x = np.load(input).astype(dtype)
-        with M.floatx(dtype):
-            res = step(M.load(weights["neutral"], x.shape[-1], dtype), self.backend, x, np.load(labels), hyper, dtype)
-        save(out, res)
+        with M.floatx(dtype), NpzWriter(out) as sink:
+            for chunk in step(M.load(weights["neutral"], x.shape[-1], dtype), self.backend, x, np.load(labels),
+                              hyper, dtype):
+                sink.update(chunk)
         return {"precision": {**self.info, "dtype": dtype}}
 
     def data_parallel(self, job):
@@ -67,7 +68,7 @@ class KerasAdapter(Adapter):
         x, y, hp, neutral = np.load(job["input"]), np.load(job["labels"]), job["hyper"], job["weights"]["neutral"]
         t0 = time.perf_counter()
         devices = list(mesh().devices.flat)
-        single = step(M.load(neutral, x.shape[-1]), self.backend, x, y, hp)
+        single = merged(step(M.load(neutral, x.shape[-1]), self.backend, x, y, hp))
         t1 = time.perf_counter()
         dist = keras.distribution.DataParallel(devices=devices)
         keras.distribution.set_distribution(dist)
@@ -79,7 +80,7 @@ class KerasAdapter(Adapter):
             return a
 
         try:
-            dp = step(M.load(neutral, x.shape[-1]), self.backend, x, y, hp, place=place)
+            dp = merged(step(M.load(neutral, x.shape[-1]), self.backend, x, y, hp, place=place))
         finally:
             keras.distribution.set_distribution(None)
         info = {"engine": "keras-jax", "world_size": WORLD, "distribution": "keras.distribution.DataParallel",

@@ -93,8 +93,9 @@ def _gradients(model, backend, loss_of, x, y):
     return loss.detach(), [v.value.grad.detach().clone() for v in tvars]
 
 
-def step(model, backend, x, y, hp, dtype="float32", place=None) -> dict:
-    """The step on ``model`` (NCHW ``x``, integer labels ``y``)."""
+def step(model, backend, x, y, hp, dtype="float32", place=None):
+    """The step on ``model`` (NCHW ``x``, integer labels ``y``) in chunks, as torch's
+    ``procedure``: loss, gradients and BN statistics, then one chunk per optimizer application."""
     from keras import ops
 
     from weights_bridge.keras_io import native_key
@@ -110,10 +111,10 @@ def step(model, backend, x, y, hp, dtype="float32", place=None) -> dict:
     tvars = model.trainable_variables
     keys = [native_key(v) for v in tvars]
     canonical = lambda native, what: canonical_arrays("keras", native, f"keras {what}")
-    res = {"loss": np.asarray(ops.convert_to_numpy(loss))}
-    res.update({f"grad:{k}": v for k, v in canonical(
-        {k: ops.convert_to_numpy(g) for k, g in zip(keys, grads)}, "grads").items()})
-    res.update({f"stat:{k}": v for k, v in bn_stats(model).items()})
+    yield {"loss": np.asarray(ops.convert_to_numpy(loss)),
+           **{f"grad:{k}": v for k, v in canonical({k: ops.convert_to_numpy(g) for k, g in zip(keys, grads)},
+                                                    "grads").items()},
+           **{f"stat:{k}": v for k, v in bn_stats(model).items()}}
     w0 = [ops.convert_to_numpy(v.value) for v in tvars]
     no_grad = __import__("torch").no_grad if backend == "torch" else contextlib.nullcontext
     for name in hp["optimizers"]:
@@ -125,6 +126,5 @@ def step(model, backend, x, y, hp, dtype="float32", place=None) -> dict:
         for k in range(1, hp["steps"] + 1):
             with no_grad():
                 opt.apply([ops.add(g, ops.multiply(wd, v.value)) for g, v in zip(grads, tvars)], tvars)
-            res.update({f"{name}{k}:{c}": a for c, a in canonical(
-                {nk: ops.convert_to_numpy(v.value) for nk, v in zip(keys, tvars)}, "params").items()})
-    return res
+            yield {f"{name}{k}:{c}": a for c, a in canonical(
+                {nk: ops.convert_to_numpy(v.value) for nk, v in zip(keys, tvars)}, "params").items()}

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..base import Adapter, read_neutral, save
+from ..base import Adapter, NpzWriter, read_neutral, save
 from . import model as M
 
 
@@ -68,8 +68,9 @@ class TorchAdapter(Adapter):
 
         ckpt = read_neutral(weights["neutral"])
         model = M.load_ours(weights["neutral"])
-        res = train_step(model, np.load(input), np.load(labels), hyper, dtype, self.info["device"], ckpt.tensors)
-        save(out, res)
+        with NpzWriter(out) as sink:
+            train_step(model, np.load(input), np.load(labels), hyper, dtype, self.info["device"], ckpt.tensors,
+                       sink.update)
         return {"precision": self.info}
 
     def fast(self, impl, arch, weights, input, out):

@@ -21,6 +21,7 @@ from dataclasses import asdict
 import numpy as np
 
 from ...compare.steps import compare_pair, floor_entries, floors
+from ..base import merged
 from ..data_parallel import WORLD, median_rel, shard
 from .model import load_ours
 from .train import procedure, steps
@@ -43,7 +44,8 @@ def _rank(rank, job, port):
     try:
         x, y = np.load(job["input"]), np.load(job["labels"])
         ddp = DDP(load_ours(job["weights"]["neutral"]))  # broadcast_buffers=True: rank 0's buffers at each forward
-        res = procedure(ddp, torch.from_numpy(shard(x, rank)), torch.from_numpy(shard(y, rank)).long(), job["hyper"])
+        res = merged(procedure(ddp, torch.from_numpy(shard(x, rank)), torch.from_numpy(shard(y, rank)).long(),
+                               job["hyper"]))
         loss = torch.from_numpy(res["loss"]).reshape(1)
         dist.all_reduce(loss)  # the global loss: mean of the shard means (equal shards)
         res["loss"] = (loss / WORLD).reshape(()).numpy()
@@ -84,14 +86,14 @@ def run_ddp(job):
     model = load_ours(job["weights"]["neutral"])
     w0 = {k: v.detach().clone() for k, v in model.state_dict().items()}
     no_opt = {**hp, "optimizers": {}}  # the optimizers run once, on the averaged gradient
-    shards = [procedure(copy.deepcopy(model), torch.from_numpy(shard(x, r)), torch.from_numpy(shard(y, r)).long(),
-                        no_opt) for r in range(WORLD)]
+    shards = [merged(procedure(copy.deepcopy(model), torch.from_numpy(shard(x, r)),
+                               torch.from_numpy(shard(y, r)).long(), no_opt)) for r in range(WORLD)]
     expect = {"loss": np.float32(sum(s["loss"] for s in shards) / WORLD)}
     grads = {k[5:]: torch.from_numpy(sum(s[k] for s in shards) / WORLD) for k in shards[0] if k.startswith("grad:")}
     expect.update({f"grad:{k}": g.numpy() for k, g in grads.items()})
     params = dict(model.named_parameters())
     torch.set_num_threads(threads)  # elementwise from here on: the thread count changes no result
-    expect.update({k: v.numpy() for k, v in steps(params, w0, grads, hp).items()})
+    expect.update({k: v.numpy() for k, v in merged(steps(params, w0, grads, hp)).items()})
     info["seconds_expectation"] = time.perf_counter() - t0 - info["seconds_ddp"]
 
     w0np = {k: v.numpy() for k, v in w0.items()}
@@ -104,9 +106,10 @@ def run_ddp(job):
     # ``measure_floor`` also its float64 twin, the reference every engine's fp32 floor comes from.
     model.load_state_dict(w0)  # steps() left the expectation's last update in it
     floor, measure = {}, job.get("measure_floor")
-    single = procedure(copy.deepcopy(model), torch.from_numpy(x), torch.from_numpy(y).long(), hp if measure else no_opt)
+    single = merged(procedure(copy.deepcopy(model), torch.from_numpy(x), torch.from_numpy(y).long(),
+                              hp if measure else no_opt))
     if measure:
-        ref = procedure(model.double(), torch.from_numpy(x).double(), torch.from_numpy(y).long(), hp)
+        ref = merged(procedure(model.double(), torch.from_numpy(x).double(), torch.from_numpy(y).long(), hp))
         # float32-rounded: 6e-8 relative, far below every bound it raises (those start at 1e-5)
         np.savez(os.path.join(job["out_dir"], "fp64.npz"), **{k: v.astype(np.float32) for k, v in ref.items()})
         entries = floor_entries(single, ref, w0np, skip=("stat:",))

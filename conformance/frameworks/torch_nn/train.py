@@ -55,9 +55,10 @@ def loss(out, y, hp):
     return ce(fields.pop("logits")) + hp["aux_weight"] * sum(ce(v) for v in fields.values())
 
 
-def procedure(model, x, y, hp, counts=None) -> dict:
-    """The step on ``model`` (left at the last optimizer's result): {"loss", "grad:<tensor>",
-    "stat:<bn>.running_*", "<optimizer><k>:<tensor>"} as numpy arrays in the model's dtype."""
+def procedure(model, x, y, hp, counts=None):
+    """The step on ``model`` (left at the last optimizer's result), in chunks of numpy arrays in
+    the model's dtype: {"loss", "grad:<tensor>", "stat:<bn>.running_*"}, then one
+    {"<optimizer><k>:<tensor>"} per optimizer application (a chunk at a time in memory)."""
     import torch
 
     model.train()
@@ -74,18 +75,22 @@ def procedure(model, x, y, hp, counts=None) -> dict:
     model.zero_grad()
     value.backward()
     grads = {k: p.grad.detach().clone() for k, p in params.items()}
-    res = {"loss": value.detach(), **{f"grad:{k}": g for k, g in grads.items()}}
     sd = model.state_dict()
-    res.update({f"stat:{k}": sd[k].clone() for k in sd if k.endswith(("running_mean", "running_var"))})
-    res.update(steps(params, w0, grads, hp))
-    return {k: v.cpu().numpy() for k, v in res.items()}
+    yield _numpy({"loss": value.detach(), **{f"grad:{k}": g for k, g in grads.items()},
+                  **{f"stat:{k}": sd[k].clone() for k in sd if k.endswith(("running_mean", "running_var"))}})
+    for chunk in steps(params, w0, grads, hp):
+        yield _numpy(chunk)
 
 
-def steps(params, w0, grads, hp) -> dict:
-    """Every optimizer applied hp["steps"] times to ``grads``, each from the weights ``w0``."""
+def _numpy(tensors: dict) -> dict:
+    return {k: v.detach().cpu().numpy() for k, v in tensors.items()}
+
+
+def steps(params, w0, grads, hp):
+    """Every optimizer applied hp["steps"] times to ``grads``, each from the weights ``w0``: one
+    {"<optimizer><k>:<tensor>"} chunk per application."""
     import torch
 
-    res = {}
     for name in hp["optimizers"]:
         with torch.no_grad():
             for k, p in params.items():
@@ -95,12 +100,12 @@ def steps(params, w0, grads, hp) -> dict:
             for k, p in params.items():
                 p.grad = grads[k].clone()
             opt.step()
-            res.update({f"{name}{step}:{k}": p.detach().clone() for k, p in params.items()})
-    return res
+            yield {f"{name}{step}:{k}": p.detach().clone() for k, p in params.items()}
 
 
-def train_step(model, x, y, hp, dtype, device, w0) -> dict:
-    """The step in ``dtype`` on a loaded float32 model; float32 adds the floors from an fp64 twin."""
+def train_step(model, x, y, hp, dtype, device, w0, sink) -> None:
+    """The step in ``dtype`` on a loaded float32 model, chunk by chunk into ``sink`` (a dict's
+    ``update``); float32 adds the floors from an fp64 twin run alongside."""
     import copy
 
     import torch
@@ -108,11 +113,13 @@ def train_step(model, x, y, hp, dtype, device, w0) -> dict:
     yt = torch.from_numpy(y).long().to(device)
     counts = {}
     if dtype == "float64":
-        res = procedure(model.double().to(device), torch.from_numpy(x).double().to(device), yt, hp, counts)
+        for chunk in procedure(model.double().to(device), torch.from_numpy(x).double().to(device), yt, hp, counts):
+            sink(chunk)
     else:
         twin = copy.deepcopy(model).double().to(device)
-        res = procedure(model.to(device), torch.from_numpy(x).to(device), yt, hp, counts)
-        ref = procedure(twin, torch.from_numpy(x).double().to(device), yt, hp)
-        res.update(floor_entries(res, ref, {k: np.asarray(v, np.float64) for k, v in w0.items()}))
-    res.update({f"count:{k}": np.int64(n) for k, n in counts.items()})
-    return res
+        w0 = {k: np.asarray(v, np.float64) for k, v in w0.items()}
+        ours = procedure(model.to(device), torch.from_numpy(x).to(device), yt, hp, counts)
+        reference = procedure(twin, torch.from_numpy(x).double().to(device), yt, hp)
+        for chunk, ref in zip(ours, reference, strict=True):
+            sink({**chunk, **floor_entries(chunk, ref, w0)})
+    sink({f"count:{k}": np.int64(n) for k, n in counts.items()})

@@ -1,0 +1,36 @@
+"""The worker pool: a memory budget closes idle workers and starts them again when asked, with
+their time still counted; a worker's failure comes back as an error naming it."""
+import pytest
+
+from conformance.launch import WorkerError, WorkerPool, resident_bytes
+
+
+def test_resident_bytes_of_a_live_and_a_missing_process():
+    import os
+
+    assert resident_bytes(os.getpid()) > 10 * 2**20  # this interpreter, numpy and pytest loaded
+    assert resident_bytes(2**22 + 7) == 0  # above Linux's pid limit: nothing there
+
+
+def test_memory_budget_closes_idle_workers_and_restarts_them(tmp_path):
+    with WorkerPool(tmp_path, jobs=1, memory_budget=1) as pool:  # 1 byte: no worker fits
+        first = pool.request("torch", "timings")
+        assert pool.running() == [], "the idle worker over budget was not closed"
+        second = pool.request("torch", "timings")
+        assert first["startup"] > 0 and second["startup"] > 0
+        total = pool.timings()["torch"]
+        assert total["startup"] == pytest.approx(first["startup"] + second["startup"], rel=1e-6)
+
+
+def test_unbounded_pool_keeps_its_worker(tmp_path):
+    with WorkerPool(tmp_path, jobs=1) as pool:
+        pool.request("torch", "timings")
+        pid = pool.worker("torch").proc.pid
+        pool.request("torch", "timings")
+        assert pool.worker("torch").proc.pid == pid and pool.running() == ["torch"]
+
+
+def test_unknown_request_names_the_worker(tmp_path):
+    with WorkerPool(tmp_path, jobs=1) as pool:
+        with pytest.raises(WorkerError, match="torch worker has no request 'nonsense'"):
+            pool.request("torch", "nonsense")
