@@ -49,6 +49,21 @@ def save(path, arrays: dict):
     np.savez(path, **arrays)
 
 
+def write_chunks(chunks, path) -> dict:
+    """Writes a training step's chunks (see ``merged``) to an ``.npz`` as they come; returns where
+    the time went: {"chunks": seconds making each chunk, "writing": seconds writing them}."""
+    made, writing = [], 0.0
+    with NpzWriter(path) as sink:
+        t = time.perf_counter()
+        for chunk in chunks:
+            t1 = time.perf_counter()
+            sink.update(chunk)
+            made.append(round(t1 - t, 3))
+            t = time.perf_counter()
+            writing += t - t1
+    return {"chunks": made, "writing": round(writing, 3)}
+
+
 def merged(chunks) -> dict:
     """A training step's chunks (dicts of arrays, see the frameworks' ``train`` modules) as one dict."""
     out = {}
@@ -140,7 +155,7 @@ class Adapter:
         result = getattr(self, op)(**args)
         seconds = time.perf_counter() - t0
         self.busy += seconds
-        return {**(result or {}), "seconds": round(seconds, 3)}
+        return result if op == "timings" else {**(result or {}), "seconds": round(seconds, 3)}
 
     def timings(self):
         """Where this worker's time went: start-up (imports), loading models (building them,

@@ -69,10 +69,11 @@ PROVENANCE = {
 }
 
 
-def hyper(arch):
-    """The step's hyperparameters, as every worker receives them."""
+def hyper(arch, optimizers=True):
+    """The step's hyperparameters, as every worker receives them; ``optimizers=False``: the
+    forward and backward alone (loss, gradients, BN statistics), no optimizer applied."""
     return {"label_smoothing": LABEL_SMOOTHING, "aux_weight": AUX_WEIGHT[arch], "steps": STEPS,
-            "optimizers": OPTIMIZERS}
+            "optimizers": OPTIMIZERS if optimizers else {}}
 
 
 def make_batch(workdir, size, num_classes, seed=0, batch=BATCH):

@@ -33,17 +33,18 @@ def input_size(arch):
 
 
 def train_agreement(arch, workdir, pool, impls=None, seed=0, files=None, dtype="float32", variant=None,
-                    progress=None):
+                    progress=None, optimizers=True):
     """Runs every implementation's training step and compares all pairs. Returns a dict with
     rows (list of Row), errors ({impl: message}), floors, eps placement effect, precision and the
     output files. ``dtype="float64"``: every worker in float64, compared at the tight float64
-    bounds with no floor: the conventions alone."""
+    bounds with no floor: the conventions alone. ``optimizers=False``: loss, gradients and BN
+    statistics only (the optimizers' updates are most of a big model's step)."""
     workdir = Path(workdir)
     files = files or prepare(arch, workdir / "weights", pool, seed=seed, variant=variant)
     impls = list(impls or implementations())
     if dtype == "float32" and "torch" not in impls and registry.available("torch"):
         impls = ["torch"] + impls  # its fp64 twin measures the floor every bound uses
-    cfg, hp = checkpoint_config(files), hyper(arch)
+    cfg, hp = checkpoint_config(files), hyper(arch, optimizers)
     size, batch = SHAPE.get(arch, (input_size(arch), BATCH))
     x, y = make_batch(workdir, size, cfg["num_classes"], batch=batch)
     outs = {i: str(workdir / f"train-{dtype}-{i}.npz") for i in impls}
@@ -71,6 +72,7 @@ def train_agreement(arch, workdir, pool, impls=None, seed=0, files=None, dtype="
     return {"architecture": arch, "dtype": dtype, "impls": [i for i in impls if i not in errors], "rows": rows,
             "errors": errors, "floor": summary, "eps_placement": eps,
             "precision": {i: r["precision"] for i, r in replies.items() if i not in errors},
+            "times": {i: {**r["times"], "request": r["seconds"]} for i, r in replies.items() if i not in errors},
             "provenance": {i: PROVENANCE[i] for i in impls if i not in errors},
             "outputs": {i: outs[i] for i in impls if i not in errors}}
 

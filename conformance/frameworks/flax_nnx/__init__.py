@@ -7,7 +7,7 @@ from dataclasses import asdict
 
 import numpy as np
 
-from ..base import Adapter, NpzWriter, merged, nhwc, read_neutral, save
+from ..base import Adapter, merged, nhwc, read_neutral, save, write_chunks
 from . import model as M
 
 
@@ -31,10 +31,11 @@ class FlaxAdapter(Adapter):
     def train(self, impl, arch, weights, config, input, labels, hyper, dtype, out):
         from .train import step
 
-        with NpzWriter(out) as sink:
-            for chunk in step(M.load(weights["neutral"], dtype), np.load(input), np.load(labels), hyper):
-                sink.update(chunk)
-        return {"precision": {**self.info, "dtype": dtype}}
+        t0 = time.perf_counter()
+        model = M.load(weights["neutral"], dtype)
+        load = time.perf_counter() - t0
+        times = write_chunks(step(model, np.load(input), np.load(labels), hyper), out)
+        return {"precision": {**self.info, "dtype": dtype}, "times": {"load": round(load, 3), **times}}
 
     def data_parallel(self, job):
         from ...compare.steps import compare_pair

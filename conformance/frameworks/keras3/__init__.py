@@ -9,7 +9,7 @@ from dataclasses import asdict
 
 import numpy as np
 
-from ..base import Adapter, NpzWriter, merged, nhwc, read_neutral, save
+from ..base import Adapter, merged, nhwc, read_neutral, save, write_chunks
 from . import applications as A
 from . import model as M
 
@@ -51,11 +51,12 @@ class KerasAdapter(Adapter):
         from .train import step
 
         x = np.load(input).astype(dtype)
-        with M.floatx(dtype), NpzWriter(out) as sink:
-            for chunk in step(M.load(weights["neutral"], x.shape[-1], dtype), self.backend, x, np.load(labels),
-                              hyper, dtype):
-                sink.update(chunk)
-        return {"precision": {**self.info, "dtype": dtype}}
+        with M.floatx(dtype):
+            t0 = time.perf_counter()
+            model = M.load(weights["neutral"], x.shape[-1], dtype)
+            load = time.perf_counter() - t0
+            times = write_chunks(step(model, self.backend, x, np.load(labels), hyper, dtype), out)
+        return {"precision": {**self.info, "dtype": dtype}, "times": {"load": round(load, 3), **times}}
 
     def data_parallel(self, job):
         """keras.distribution.DataParallel on the jax backend's host devices against one device."""

@@ -2,9 +2,11 @@
 pretrainedmodels). Requests: see ``conformance.frameworks.base``."""
 from __future__ import annotations
 
+import time
+
 import numpy as np
 
-from ..base import Adapter, NpzWriter, read_neutral, save
+from ..base import Adapter, read_neutral, save, write_chunks
 from . import model as M
 
 
@@ -66,12 +68,13 @@ class TorchAdapter(Adapter):
     def train(self, impl, arch, weights, config, input, labels, hyper, dtype, out):
         from .train import train_step
 
+        t0 = time.perf_counter()
         ckpt = read_neutral(weights["neutral"])
         model = M.load_ours(weights["neutral"])
-        with NpzWriter(out) as sink:
-            train_step(model, np.load(input), np.load(labels), hyper, dtype, self.info["device"], ckpt.tensors,
-                       sink.update)
-        return {"precision": self.info}
+        load = time.perf_counter() - t0
+        times = write_chunks(train_step(model, np.load(input), np.load(labels), hyper, dtype, self.info["device"],
+                                        ckpt.tensors), out)
+        return {"precision": self.info, "times": {"load": round(load, 3), **times}}
 
     def fast(self, impl, arch, weights, input, out):
         """Plain and fast-path logits of ``weights_bridge.inference``'s model, built once."""

@@ -98,14 +98,14 @@ def steps(params, w0, grads, hp):
         opt = optimizer(name, hp, list(params.values()))
         for step in range(1, hp["steps"] + 1):
             for k, p in params.items():
-                p.grad = grads[k].clone()
+                p.grad = grads[k]  # read, never written: torch.optim and ours add wd * w out of place
             opt.step()
             yield {f"{name}{step}:{k}": p.detach().clone() for k, p in params.items()}
 
 
-def train_step(model, x, y, hp, dtype, device, w0, sink) -> None:
-    """The step in ``dtype`` on a loaded float32 model, chunk by chunk into ``sink`` (a dict's
-    ``update``); float32 adds the floors from an fp64 twin run alongside."""
+def train_step(model, x, y, hp, dtype, device, w0):
+    """The step in ``dtype`` on a loaded float32 model, in chunks as ``procedure``'s; float32
+    adds to each chunk the floors from an fp64 twin run alongside."""
     import copy
 
     import torch
@@ -113,13 +113,12 @@ def train_step(model, x, y, hp, dtype, device, w0, sink) -> None:
     yt = torch.from_numpy(y).long().to(device)
     counts = {}
     if dtype == "float64":
-        for chunk in procedure(model.double().to(device), torch.from_numpy(x).double().to(device), yt, hp, counts):
-            sink(chunk)
+        yield from procedure(model.double().to(device), torch.from_numpy(x).double().to(device), yt, hp, counts)
     else:
         twin = copy.deepcopy(model).double().to(device)
         w0 = {k: np.asarray(v, np.float64) for k, v in w0.items()}
         ours = procedure(model.to(device), torch.from_numpy(x).to(device), yt, hp, counts)
         reference = procedure(twin, torch.from_numpy(x).double().to(device), yt, hp)
         for chunk, ref in zip(ours, reference, strict=True):
-            sink({**chunk, **floor_entries(chunk, ref, w0)})
-    sink({f"count:{k}": np.int64(n) for k, n in counts.items()})
+            yield {**chunk, **floor_entries(chunk, ref, w0)}
+    yield {f"count:{k}": np.int64(n) for k, n in counts.items()}
