@@ -14,13 +14,21 @@ from weights_bridge.errors import BridgeError
 from weights_bridge.formats import FORMATS
 
 from .commands import cmd_bench, cmd_convert, cmd_diagnose, cmd_export_onnx, cmd_seed_weights, cmd_summary
+from .facts import add_fact_options
 from .verify import cmd_verify
 
 FORMAT_NAMES = tuple(FORMATS)
 
 
+class Parser(argparse.ArgumentParser):
+    """Usage errors as every other error: one line, exit 2."""
+
+    def error(self, message):
+        self.exit(2, f"inception-bridge: error: {' '.join(message.split())} (see {self.prog} --help)\n")
+
+
 def parser():
-    p = argparse.ArgumentParser(prog="inception-bridge", description=__doc__.splitlines()[0])
+    p = Parser(prog="inception-bridge", description=__doc__.splitlines()[0])
     p.add_argument("--debug", action="store_true", help="show tracebacks")
     sub = p.add_subparsers(dest="command", required=True)
 
@@ -36,6 +44,7 @@ def parser():
     c.add_argument("--variant", help="checkpoint variant of a native SRC that cannot record it "
                                      "(inception_v3: default or keras, keras.applications' padding; "
                                      "inception_resnet_v2: default or keras, BN without gamma)")
+    add_fact_options(c)
     c.set_defaults(func=cmd_convert)
 
     v = sub.add_parser("verify", help="run every implementation on the same weights and compare")
