@@ -130,6 +130,12 @@ def test_cli_exit_codes_and_one_line(material, tmp_path):
 
 
 
+@pytest.mark.parametrize("args", [("convert", "a.pth", "b.neutral", "--arch", "resnet50"),
+                                  ("verify", "resnet50"), ("summary", "resnet50")])
+def test_unknown_architecture_is_a_usage_error(args):
+    """Every command that takes --arch or ARCH: exit 2 and the known names, before any work."""
+    _one_line(run_cli(*args), 2, "unknown architecture 'resnet50'; known: googlenet, googlenet_paper, inception_v3")
+
 
 def test_corpus_size():
     from .test_hostile_inputs import CORPUS, OUTPUT_CASES
