@@ -15,6 +15,7 @@ from weights_bridge.formats import FORMATS
 
 from .commands import cmd_bench, cmd_convert, cmd_diagnose, cmd_export_onnx, cmd_seed_weights, cmd_summary
 from .facts import add_fact_options
+from .inspect import cmd_inspect
 from .verify import cmd_verify
 
 FORMAT_NAMES = tuple(FORMATS)
@@ -54,6 +55,16 @@ def parser():
                                      "inception_resnet_v2: default or keras, BN without gamma)")
     add_fact_options(c)
     c.set_defaults(func=cmd_convert)
+
+    i = sub.add_parser("inspect", help="what a checkpoint holds: format, architecture, tensors, parameters, facts; "
+                                       "refuses what convert refuses")
+    i.add_argument("file")
+    i.add_argument("--arch", type=architecture, help=f"architecture (needed unless FILE is a neutral folder): {KNOWN}")
+    i.add_argument("--from", dest="src_format", choices=FORMAT_NAMES, help="format of FILE (default: by extension)")
+    i.add_argument("--variant", help="checkpoint variant of a native FILE that cannot record it (as for convert)")
+    i.add_argument("--allow-nonfinite", action="store_true", help="report NaN/Inf values without failing (exit 5)")
+    i.add_argument("--json", metavar="OUT", help="write the report as JSON here ('-': to stdout, instead of the table)")
+    i.set_defaults(func=cmd_inspect)
 
     v = sub.add_parser("verify", help="run every implementation on the same weights and compare")
     v.add_argument("arch", type=architecture, help=KNOWN)
