@@ -164,3 +164,14 @@ def test_preset_names_and_variants_are_checked(googlenet_pth, tmp_path):
         assert proc.returncode == 2 and len(lines) == 1 and needle in lines[0], proc.stderr
     assert not (tmp_path / "x.neutral").exists()
 
+
+def test_verify_shows_the_facts_it_runs_with(googlenet_pth, tmp_path):
+    wb.convert(googlenet_pth, tmp_path / "tv.neutral", "googlenet", preset=TV)
+    proc = run_cli("verify", "googlenet", "--weights", tmp_path / "tv.neutral", "--impls", "torch,torchvision",
+                   "--sizes", "64", "--json", tmp_path / "v.json", "--workdir", tmp_path / "w")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    header = proc.stdout.split("\n\n")[0]
+    assert f"facts from its config.json, preset {TV}" in header
+    assert "transform_input     on" in header and "mean                0.485, 0.456, 0.406" in header
+    report = json.loads((tmp_path / "v.json").read_text())
+    assert report["checkpoint"]["transform_input"] is True and report["checkpoint"]["preset"] == TV
