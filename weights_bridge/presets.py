@@ -155,10 +155,15 @@ def apply(ckpt: Checkpoint, preset=None, facts=None, where="checkpoint") -> Chec
         problem = _fit_problem(ckpt, name, value)
         if problem:
             raise BridgeError(f"{where}: {name} {value!r}: {problem}")
-    transform_input = settings.pop("transform_input", ckpt.transform_input)
-    extra = {**ckpt.extra, "preset": preset} if preset else ckpt.extra
-    return replace(ckpt, transform_input=transform_input, facts={**ckpt.checkpoint_facts(), **settings},
-                   extra=extra)
+    out = replace(ckpt, transform_input=settings.pop("transform_input", ckpt.transform_input),
+                  facts={**ckpt.checkpoint_facts(), **settings}, extra=dict(ckpt.extra))
+    # config.json names a preset only while every fact it states holds: a file that says
+    # "torchvision:IMAGENET1K_V1" with another mean would be a file that lies.
+    named = preset or out.extra.pop("preset", None)
+    if named and (named, out.architecture) in PRESETS and \
+            all(out.all_facts()[k] == v for k, v in PRESETS[(named, out.architecture)].facts().items()):
+        out.extra["preset"] = named
+    return out
 
 
 def _value_problem(name: str, value):

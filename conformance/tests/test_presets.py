@@ -119,15 +119,18 @@ def test_flax_model_from_a_torchvision_preset_conversion_is_torchvisions(googlen
 
 
 def test_facts_travel_and_override_the_preset(googlenet_pth, tmp_path):
-    wb.convert(googlenet_pth, tmp_path / "a.neutral", "googlenet", preset=TV,
-               facts={"mean": [0.5, 0.5, 0.5], "input_size": [3, 192, 192]})
+    wb.convert(googlenet_pth, tmp_path / "a.neutral", "googlenet", preset=TV)
     cfg = json.loads((tmp_path / "a.neutral" / "config.json").read_text())
-    assert (cfg["transform_input"], cfg["mean"], cfg["std"], cfg["input_size"], cfg["preset"]) == \
-        (True, [0.5, 0.5, 0.5], [0.229, 0.224, 0.225], [3, 192, 192], TV)
-    wb.convert(tmp_path / "a.neutral", tmp_path / "b.neutral", facts={"transform_input": False})  # neutral -> neutral
-    back = wb.read(tmp_path / "b.neutral")
-    assert back.transform_input is False and back.checkpoint_facts()["mean"] == [0.5, 0.5, 0.5]
-    assert back.model_kwargs()["transform_input"] is False  # what every framework's to_model builds with
+    assert (cfg["transform_input"], cfg["mean"], cfg["input_size"], cfg["preset"]) == \
+        (True, [0.485, 0.456, 0.406], [3, 224, 224], TV)
+    wb.convert(tmp_path / "a.neutral", tmp_path / "b.neutral", facts={"mean": [0.5, 0.5, 0.5],
+                                                                       "input_size": [3, 192, 192]})
+    back = wb.read(tmp_path / "b.neutral")  # neutral -> neutral: read back, overridden, written again
+    assert back.transform_input is True and back.checkpoint_facts()["mean"] == [0.5, 0.5, 0.5]
+    assert back.checkpoint_facts()["input_size"] == [3, 192, 192] and back.checkpoint_facts()["std"] == \
+        [0.229, 0.224, 0.225]
+    assert "preset" not in back.extra  # its facts no longer those of torchvision's weights
+    assert back.model_kwargs()["transform_input"] is True  # what every framework's to_model builds with
     notes = []
     wb.convert(tmp_path / "a.neutral", tmp_path / "a.pth", progress=notes.append)
     assert any("holds tensors only" in n and "transform_input=True" in n for n in notes), notes
