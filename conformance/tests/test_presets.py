@@ -90,18 +90,20 @@ def test_keras_applications_presets_are_its_preprocess_input():
         np.testing.assert_allclose((pixels / 255 - np.array(p.mean)) / np.array(p.std), values, atol=1e-6)
 
 
-def test_flax_model_from_a_torchvision_preset_conversion_is_torchvisions(googlenet_pth, monkeypatch, tmp_path):
+def test_flax_model_from_a_torchvision_preset_conversion_is_torchvisions(googlenet_pth, pool, monkeypatch, tmp_path):
     """The issue's case: torchvision's pretrained GoogLeNet runs with transform_input=True, its
     state_dict does not say so. Converted with the preset, the Flax model gives torchvision's
-    logits; converted without, it silently gives others."""
+    logits; converted without, it silently gives others. The Flax side is the flax worker (the
+    session's, its compilations cached), which builds the model with ``flax_io.to_model``."""
     import torchvision.models as tvm
 
-    from weights_bridge import flax_io
-    from weights_bridge.inference import eval_checkpoint
+    from conformance.agreement import matrix
+    from conformance.agreement.tasks import Task
 
     sd = torch.load(googlenet_pth, weights_only=True)
     peer = _torchvision_pretrained(tvm.googlenet, tvm.GoogLeNet_Weights.IMAGENET1K_V1, sd, monkeypatch)
-    x = np.random.default_rng(0).standard_normal((2, 3, 64, 64), dtype=np.float32)
+    task = Task("googlenet", "eval", 64)
+    x = np.random.default_rng(0).standard_normal((task.batch, 3, task.size, task.size), dtype=np.float32)
     with torch.no_grad():
         expected = peer(torch.from_numpy(x)).numpy()
     run_cli("convert", googlenet_pth, tmp_path / "tv.neutral", "--arch", "googlenet", "--preset", TV, "--quiet",
@@ -111,9 +113,12 @@ def test_flax_model_from_a_torchvision_preset_conversion_is_torchvisions(googlen
     bound = min(tol["abs"], tol["rel"] * np.abs(expected).max())
     logits = {}
     for name in ("tv", "plain"):
-        model = flax_io.to_model(eval_checkpoint(wb.read(tmp_path / f"{name}.neutral")))
-        model.eval()
-        logits[name] = np.asarray(model(x.transpose(0, 2, 3, 1)))
+        work = tmp_path / f"run-{name}"
+        work.mkdir()
+        np.save(work / f"input-{task.batch}x{task.size}.npy", x)  # the input matrix.run_tasks feeds
+        errors, _ = matrix.run_tasks(["flax"], [task], {"neutral": str(tmp_path / f"{name}.neutral")}, work, pool)
+        assert not errors, errors
+        logits[name] = matrix.load_outputs(matrix.output_path(work, "flax", task))["logits"]
     assert np.abs(logits["tv"] - expected).max() <= bound
     assert np.abs(logits["plain"] - expected).max() > 100 * bound  # the facts are what made the difference
 
