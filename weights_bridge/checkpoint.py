@@ -34,6 +34,17 @@ class Checkpoint:
     def checkpoint_facts(self) -> dict:
         return dict(self.facts) if self.facts is not None else self.spec().config.facts()
 
+    def all_facts(self) -> dict:
+        """``transform_input`` and the checkpoint facts: what a user of these weights must know to
+        feed them, as config.json states it."""
+        return {"transform_input": self.transform_input, **self.checkpoint_facts()}
+
+    def facts_beyond_tensors(self) -> dict:
+        """The facts a file of tensors alone (.pth, .msgpack, .weights.h5) loses: those that differ
+        from what reading such a file gives back (the variant's own, ``transform_input`` off)."""
+        bare = Checkpoint(self.architecture, {}, self.num_classes, self.aux_logits, self.variant).all_facts()
+        return {k: v for k, v in self.all_facts().items() if bare.get(k) != v}
+
     def config(self) -> dict:
         """The neutral config.json."""
         return {"format_version": FORMAT_VERSION, "architecture": self.architecture, "variant": self.variant,

@@ -9,7 +9,7 @@ from __future__ import annotations
 import sys
 import time
 
-from . import flax_io, keras_io, neutral, torch_io
+from . import flax_io, keras_io, neutral, presets, torch_io
 from .peers import keras_applications, pretrainedmodels, timm
 from .atomic import check_destination
 from .errors import BridgeError, InputFileError, WeightsMismatchError
@@ -52,7 +52,8 @@ def _format(path, fmt):
     return fmt
 
 
-def _source_format(path, fmt):
+def source_format(path, fmt=None) -> str:
+    """The format a source file is read as: ``fmt``, or by its name (a ``.keras`` archive is refused)."""
     if not fmt and str(path).lower().rstrip("/").endswith(".keras"):
         keras_io.refuse_archive(path)  # says why, without deserializing anything
     return _format(path, fmt)
@@ -61,7 +62,7 @@ def _source_format(path, fmt):
 def read(path, fmt=None, architecture=None, allow_nonfinite=False, variant=None):
     """``variant`` names the checkpoint facts of a native file that cannot record them (a .pth
     holding a keras-variant Inception v3); a neutral folder's or a peer file's own must agree."""
-    fmt = _source_format(path, fmt)
+    fmt = source_format(path, fmt)
     if fmt != "safetensors" and not architecture:
         raise BridgeError(f"{path}: a {fmt} file does not record its architecture; name it (--arch)")
     ckpt = FORMATS[fmt].read(path, architecture, allow_nonfinite=allow_nonfinite)
@@ -80,17 +81,30 @@ def write(ckpt, path, fmt=None, overwrite=False):
 
 
 def convert(src, dst, architecture=None, src_format=None, dst_format=None, overwrite=False,
-            allow_nonfinite=False, progress=None, variant=None):
-    """Reads ``src``, checks it against the architecture, writes ``dst``; returns the checkpoint."""
+            allow_nonfinite=False, progress=None, variant=None, preset=None, facts=None):
+    """Reads ``src``, checks it against the architecture, writes ``dst``; returns the checkpoint.
+    ``preset`` (``presets.PRESETS``: the facts of a published weight set) and ``facts``
+    (transform_input, input_size, mean, std, ...) state what the source file cannot record."""
     say = progress or (lambda msg: None)
     t0 = time.perf_counter()
-    src_format, dst_format = _source_format(src, src_format), _format(dst, dst_format)
+    src_format, dst_format = source_format(src, src_format), _format(dst, dst_format)
+    presets.check_facts(facts, str(src))  # a misspelt name or a std of 0 fails before the read
+    if preset:  # the preset's weights fix the variant
+        presets.check_name(preset)
+        variant = presets.variant_for(preset, architecture, variant) if architecture else variant
     check_destination(dst, overwrite)  # fail before the (possibly slow) read; written atomically later
     say(f"reading {src} as {src_format}")
-    ckpt = read(src, src_format, architecture, allow_nonfinite, variant)
+    ckpt = presets.apply(read(src, src_format, architecture, allow_nonfinite, variant), preset, facts, str(src))
     nbytes = sum(a.nbytes for a in ckpt.tensors.values())
     say(f"  {ckpt.architecture}: {len(ckpt.tensors)} tensors, {nbytes / 1e6:.1f} MB, num_classes={ckpt.num_classes}, "
         f"aux_logits={ckpt.aux_logits}, variant={ckpt.variant} ({time.perf_counter() - t0:.1f} s)")
+    if preset or facts:
+        say("  facts: " + ", ".join(f"{k}={v}" for k, v in ckpt.all_facts().items() if k != "padding_convention")
+            + (f" (preset {preset})" if preset else ""))
+    lost = ckpt.facts_beyond_tensors() if dst_format != "safetensors" else {}
+    if lost:
+        say(f"  note: a {dst_format} file holds tensors only; state these again when reading it: "
+            + ", ".join(f"{k}={v}" for k, v in lost.items()))
     say(f"writing {dst} as {dst_format}")
     write(ckpt, dst, dst_format, overwrite)
     say(f"  done ({time.perf_counter() - t0:.1f} s{_peak_rss()})")

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import numpy as np
 
-from impls.spec.config import FACTS
+from impls.spec.config import FACTS, fact_type_error
 
 from .atomic import atomic_path
 from .checkpoint import FORMAT_VERSION, Checkpoint, check_architecture
@@ -65,18 +65,11 @@ def read_config(folder: Path) -> dict:
         raise InputFileError(f"{path}: num_classes must be between 1 and {MAX_CLASSES}, "
                              f"found {_short(cfg['num_classes'])}")
     check_architecture(cfg["architecture"], str(path))
-    for name, (typ, length) in FACTS.items():
-        if name in cfg and not _fact_ok(cfg[name], typ, length):
-            shape = f"a list of {length} {typ.__name__}s" if length else typ.__name__
-            raise InputFileError(f"{path}: field {name!r} must be {shape}, found {_short(cfg[name])}")
+    for name in FACTS:
+        expected = fact_type_error(name, cfg[name]) if name in cfg else None
+        if expected:
+            raise InputFileError(f"{path}: field {name!r} must be {expected}, found {_short(cfg[name])}")
     return cfg
-
-
-def _fact_ok(value, typ, length) -> bool:
-    one = lambda v: isinstance(v, typ if typ is not float else (int, float)) and not isinstance(v, bool)
-    if length is None:
-        return one(value)
-    return isinstance(value, list) and len(value) == length and all(map(one, value))
 
 
 def _short(value, limit=80) -> str:

@@ -81,16 +81,23 @@ def block_divergence(tasks, impls, workdir, errors, reference="torch"):
     return report
 
 
+def prepare_files(arch, workdir, pool, impls=None, seed=0, variant=None, source=None, source_format=None) -> dict:
+    """The checkpoint files ``agreement`` runs (``checkpoints.prepare``) for ``impls`` (default:
+    every installed implementation), under ``workdir``."""
+    wanted = impls or registry.IMPLEMENTATIONS
+    return prepare(arch, Path(workdir) / "weights", pool, [i for i in wanted if registry.get(i).available()], seed,
+                   variant=variant, source=source, source_format=source_format)
+
+
 def agreement(arch, workdir, pool, impls=None, sizes=None, seed=0, layers=False, variant=None, source=None,
-              source_format=None, progress=None):
+              source_format=None, progress=None, files=None):
     """The full matrix for one architecture. Returns (results, errors, precision info, per-block
     divergence against torch (empty unless ``layers``)). ``source``/``source_format``: a checkpoint
     in any format the bridge reads (its variant, e.g. keras.applications' "keras", decides which
-    peers can run on it); ``variant`` picks the seeded test weights' variant."""
+    peers can run on it); ``variant`` picks the seeded test weights' variant; ``files``: what
+    ``prepare_files`` gave, if the caller has prepared them already."""
     workdir = Path(workdir)
-    wanted = impls or registry.IMPLEMENTATIONS
-    files = prepare(arch, workdir / "weights", pool, [i for i in wanted if registry.get(i).available()], seed,
-                    variant=variant, source=source, source_format=source_format)
+    files = files or prepare_files(arch, workdir, pool, impls, seed, variant, source, source_format)
     variant = checkpoint_variant(files)
     tasks = default_tasks(arch, sizes, layers, variant)
     impls = [i for i in (impls or registry.implementations(arch, variant)) if registry.get(i).runs(arch, variant)]

@@ -14,20 +14,37 @@ from weights_bridge.errors import BridgeError
 from weights_bridge.formats import FORMATS
 
 from .commands import cmd_bench, cmd_convert, cmd_diagnose, cmd_export_onnx, cmd_seed_weights, cmd_summary
+from .facts import add_fact_options
+from .inspect import cmd_inspect
 from .verify import cmd_verify
 
 FORMAT_NAMES = tuple(FORMATS)
+KNOWN = f"known: {', '.join(ARCHITECTURES)}"
+
+
+class Parser(argparse.ArgumentParser):
+    """Usage errors as every other error: one line, exit 2."""
+
+    def error(self, message):
+        self.exit(2, f"inception-bridge: error: {' '.join(message.split())} (see {self.prog} --help)\n")
+
+
+def architecture(name: str) -> str:
+    """An --arch/ARCH value: a known architecture, else a usage error naming the known ones."""
+    if name not in ARCHITECTURES:
+        raise argparse.ArgumentTypeError(f"unknown architecture {name!r}; {KNOWN}")
+    return name
 
 
 def parser():
-    p = argparse.ArgumentParser(prog="inception-bridge", description=__doc__.splitlines()[0])
+    p = Parser(prog="inception-bridge", description=__doc__.splitlines()[0])
     p.add_argument("--debug", action="store_true", help="show tracebacks")
     sub = p.add_subparsers(dest="command", required=True)
 
     c = sub.add_parser("convert", help="convert a checkpoint between formats")
     c.add_argument("src")
     c.add_argument("dst")
-    c.add_argument("--arch", help=f"architecture (needed unless SRC is a neutral folder): {', '.join(ARCHITECTURES)}")
+    c.add_argument("--arch", type=architecture, help=f"architecture (needed unless SRC is a neutral folder): {KNOWN}")
     c.add_argument("--from", dest="src_format", choices=FORMAT_NAMES, help="format of SRC (default: by extension)")
     c.add_argument("--to", dest="dst_format", choices=FORMAT_NAMES, help="format of DST (default: by extension)")
     c.add_argument("--overwrite", action="store_true", help="replace DST if it exists")
@@ -36,10 +53,21 @@ def parser():
     c.add_argument("--variant", help="checkpoint variant of a native SRC that cannot record it "
                                      "(inception_v3: default or keras, keras.applications' padding; "
                                      "inception_resnet_v2: default or keras, BN without gamma)")
+    add_fact_options(c)
     c.set_defaults(func=cmd_convert)
 
+    i = sub.add_parser("inspect", help="what a checkpoint holds: format, architecture, tensors, parameters, facts; "
+                                       "refuses what convert refuses")
+    i.add_argument("file")
+    i.add_argument("--arch", type=architecture, help=f"architecture (needed unless FILE is a neutral folder): {KNOWN}")
+    i.add_argument("--from", dest="src_format", choices=FORMAT_NAMES, help="format of FILE (default: by extension)")
+    i.add_argument("--variant", help="checkpoint variant of a native FILE that cannot record it (as for convert)")
+    i.add_argument("--allow-nonfinite", action="store_true", help="report NaN/Inf values without failing (exit 5)")
+    i.add_argument("--json", metavar="OUT", help="write the report as JSON here ('-': to stdout, instead of the table)")
+    i.set_defaults(func=cmd_inspect)
+
     v = sub.add_parser("verify", help="run every implementation on the same weights and compare")
-    v.add_argument("arch", choices=ARCHITECTURES)
+    v.add_argument("arch", type=architecture, help=KNOWN)
     v.add_argument("--weights", help="checkpoint to verify (any format); default: seeded test weights")
     v.add_argument("--json", help="write the matrix as JSON here")
     v.add_argument("--impls", help="comma-separated subset, e.g. torch,flax,keras-jax")
@@ -58,7 +86,7 @@ def parser():
     v.set_defaults(func=cmd_verify)
 
     d = sub.add_parser("diagnose", help="name the convention that makes two implementations disagree")
-    d.add_argument("arch", choices=ARCHITECTURES)
+    d.add_argument("arch", type=architecture, help=KNOWN)
     d.add_argument("--weights", required=True, help="the checkpoint both sides carry (any format)")
     d.add_argument("--against", required=True,
                    help="an implementation (torch, flax, keras-tensorflow, ..., torchvision) or a .npz with the "
@@ -69,7 +97,7 @@ def parser():
     d.set_defaults(func=cmd_diagnose)
 
     b = sub.add_parser("bench", help="eval throughput of ours against the peers, in one run (a benchmark, not a test)")
-    b.add_argument("arch", choices=ARCHITECTURES)
+    b.add_argument("arch", type=architecture, help=KNOWN)
     b.add_argument("--frameworks", nargs="+", help="subset, e.g. torch flax keras-jax torchvision")
     b.add_argument("--batch", type=int, default=8)
     b.add_argument("--size", type=int)
@@ -81,7 +109,7 @@ def parser():
     b.set_defaults(func=cmd_bench)
 
     s = sub.add_parser("summary", help="per-block output shape, parameters and MACs")
-    s.add_argument("arch", choices=ARCHITECTURES)
+    s.add_argument("arch", type=architecture, help=KNOWN)
     s.add_argument("--size", type=int)
     s.add_argument("--num-classes", type=int, default=1000)
     s.add_argument("--no-aux", action="store_true")
@@ -89,7 +117,7 @@ def parser():
 
     w = sub.add_parser("seed-weights", help="write seeded test weights with O(1) activations (He-scaled convs, "
                                             "calibrated BN statistics), as the conformance suite uses them")
-    w.add_argument("arch", choices=ARCHITECTURES)
+    w.add_argument("arch", type=architecture, help=KNOWN)
     w.add_argument("out", help="checkpoint to write (format by extension, or --to)")
     w.add_argument("--seed", type=int, default=0)
     w.add_argument("--num-classes", type=int, default=1000)
@@ -100,7 +128,7 @@ def parser():
 
     o = sub.add_parser("export-onnx", help="export our PyTorch (or Keras) model with these weights to ONNX, "
                                            "checked with onnxruntime")
-    o.add_argument("arch", choices=ARCHITECTURES)
+    o.add_argument("arch", type=architecture, help=KNOWN)
     o.add_argument("weights", help="checkpoint in any format (by extension, or --from)")
     o.add_argument("out", help="the .onnx file to write")
     o.add_argument("--opset", type=int, default=10, help="ONNX opset (default 10; >= 10 for ceil_mode max pools)")

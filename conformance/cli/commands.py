@@ -13,8 +13,11 @@ from weights_bridge.errors import BridgeError, ToleranceError
 def cmd_convert(a):
     from weights_bridge.formats import convert, stderr_progress
 
+    from .facts import fact_overrides
+
     convert(a.src, a.dst, a.arch, a.src_format, a.dst_format, overwrite=a.overwrite,
-            allow_nonfinite=a.allow_nonfinite, progress=None if a.quiet else stderr_progress, variant=a.variant)
+            allow_nonfinite=a.allow_nonfinite, progress=None if a.quiet else stderr_progress, variant=a.variant,
+            preset=a.preset, facts=fact_overrides(a))
 
 
 def cmd_diagnose(a):

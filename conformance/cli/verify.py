@@ -9,15 +9,36 @@ from pathlib import Path
 from weights_bridge.errors import BridgeError, ToleranceError
 
 from ..agreement import matrix
+from ..agreement.checkpoints import checkpoint_config
 from ..compare.steps import kink_flips, table
 from ..compare.tolerances import TOLERANCES
 from ..launch import WorkerPool
 from ..training import data_parallel, run
+from .facts import aligned, fact_rows
 from .tables import blocks_table, matrix_table
 
 
 def _say(message):
     print(message, file=sys.stderr, flush=True)
+
+
+def checkpoint_header(files, source=None, source_format=None) -> str:
+    """What the implementations run: the checkpoint and its facts (from the neutral folder every
+    worker reads), and where the facts came from."""
+    from impls.spec import model_spec
+    from weights_bridge.formats import source_format as format_of
+
+    cfg = checkpoint_config(files)
+    heads = model_spec(cfg["architecture"], aux_logits=cfg["aux_logits"], variant=cfg["variant"]).aux_heads
+    if source is None:
+        where = "seeded test weights, the variant's own facts"
+    elif format_of(source, source_format) == "safetensors":
+        where = f"{source}, facts from its config.json" + (f", preset {cfg['preset']}" if cfg.get("preset") else "")
+    else:
+        where = f"{source}, the variant's own facts: a {format_of(source, source_format)} file holds tensors only"
+    head = (f"checkpoint: {cfg['architecture']}, variant {cfg['variant']}, {cfg['num_classes']} classes, "
+            f"aux heads {', '.join(heads) or 'none'} ({where})")
+    return head + "\n" + aligned([(f"  {name}", value) for name, value in fact_rows(cfg)])
 
 
 def cmd_verify(a):
@@ -33,10 +54,11 @@ def cmd_verify(a):
     impls = a.impls.split(",") if a.impls else None
     _say(f"verifying {a.arch} (workers in {workdir})")
     with WorkerPool(workdir / "logs") as pool:
+        files = matrix.prepare_files(a.arch, workdir, pool, impls, a.seed, a.variant, a.weights, a.src_format)
+        print(checkpoint_header(files, a.weights, a.src_format), flush=True)
         results, errors, precision, blocks = matrix.agreement(
             a.arch, workdir, pool, impls, tuple(a.sizes) if a.sizes else None, a.seed, layers=a.layers,
-            variant=a.variant, source=a.weights, source_format=a.src_format,
-            progress=lambda what, s: _say(f"  {what}: {s:.1f} s"))
+            progress=lambda what, s: _say(f"  {what}: {s:.1f} s"), files=files)
     shown = list(dict.fromkeys([r.a for r in results] + [r.b for r in results] + list(errors)))
     print(matrix_table(results, shown))
     if blocks:
@@ -44,6 +66,7 @@ def cmd_verify(a):
     for impl, err in errors.items():
         print(f"\n{impl}: worker failed: {err}")
     report = matrix.to_json(a.arch, results, errors, precision, blocks)
+    report["checkpoint"] = checkpoint_config(files)
     if a.report:
         from ..agreement.report import write_report
 
@@ -68,6 +91,7 @@ def cmd_verify_train(a):
     with WorkerPool(workdir / "logs") as pool:
         files = prepare(a.arch, workdir / "weights", pool, seed=a.seed, variant=a.variant, source=a.weights,
                         source_format=a.src_format)
+        print(checkpoint_header(files, a.weights, a.src_format), flush=True)
         res = run.train_agreement(a.arch, workdir, pool, impls, files=files, progress=progress)
         if a.data_parallel:  # DDP, JAX and Keras DataParallel against one device
             res = data_parallel.add_to_training(res, a.arch, workdir, pool, files, impls)
@@ -87,6 +111,7 @@ def cmd_verify_train(a):
               "rounding of its kink; docs/training.md), reported, not failed: "
               + ", ".join(f"{r.a}-{r.b} {r.quantity}" for r in flips))
     report = run.to_json(res)
+    report["checkpoint"] = checkpoint_config(files)
     report["float64"] = run.to_json(res64)
     report["kink_flips"] = [asdict(r) for r in flips]
     report["ok"] = (not res["errors"] and all(r.ok or r in flips for r in res["rows"])) and report["float64"]["ok"]

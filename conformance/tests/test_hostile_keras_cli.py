@@ -125,10 +125,23 @@ def test_cli_exit_codes_and_one_line(material, tmp_path):
     _one_line(run_cli("convert", lam, out, *q), 4, "Lambda layer 'evil'")
     _one_line(run_cli("convert", material.pth, exists, *q), 6, "already exists")
     _one_line(run_cli("convert", material.pth, out, "--quiet"), 2, "--arch")
+    # inspect reads through the same readers: the same refusals, the same exit codes
+    _one_line(run_cli("inspect", evil, "--arch", ARCH), 4, str(evil), "refused to unpickle")
+    _one_line(run_cli("inspect", corrupt), 3, str(corrupt), "out of range")
+    _one_line(run_cli("inspect", bf16), 5, "dtype BF16, expected F32")
+    _one_line(run_cli("inspect", lam, "--arch", ARCH), 4, "Lambda layer 'evil'")
+    _one_line(run_cli("inspect", material.pth), 2, "--arch")
     assert not marker.exists(), "the pickle payload ran"
     assert listing(tmp_path) == before and (tmp_path / "exists.pth").read_bytes() == b"previous"
 
 
+
+@pytest.mark.parametrize("args", [("convert", "a.pth", "b.neutral", "--arch", "resnet50"),
+                                  ("inspect", "a.pth", "--arch", "resnet50"), ("verify", "resnet50"),
+                                  ("summary", "resnet50")])
+def test_unknown_architecture_is_a_usage_error(args):
+    """Every command that takes --arch or ARCH: exit 2 and the known names, before any work."""
+    _one_line(run_cli(*args), 2, "unknown architecture 'resnet50'; known: googlenet, googlenet_paper, inception_v3")
 
 
 def test_corpus_size():

@@ -26,6 +26,16 @@ FACTS = {"input_size": (int, 3), "input_space": (str, None), "mean": (float, 3),
          "label_offset": (int, None), "padding_convention": (str, None)}
 
 
+def fact_type_error(name: str, value):
+    """None if ``value`` has the JSON shape ``FACTS`` gives ``name``; else what was expected
+    ("a list of 3 floats"). Shape only: whether the value makes sense is the caller's to say."""
+    typ, length = FACTS[name]
+    one = lambda v: isinstance(v, typ if typ is not float else (int, float)) and not isinstance(v, bool)  # noqa: E731
+    ok = one(value) if length is None else \
+        isinstance(value, list) and len(value) == length and all(map(one, value))
+    return None if ok else (f"a list of {length} {typ.__name__}s" if length else typ.__name__)
+
+
 @dataclass(frozen=True)
 class CheckpointConfig:
     """What every variant of every architecture states about itself."""
