@@ -11,7 +11,7 @@ import importlib.util
 from dataclasses import dataclass
 from typing import Optional, Tuple
 
-from weights_bridge.peers import keras_applications, pretrainedmodels, timm
+from weights_bridge.peers import fid_inception, keras_applications, pretrainedmodels, timm
 
 UNBIASED, BIASED = "unbiased", "biased"  # BN running-variance update: torch's n/(n-1), Flax/Keras's n
 
@@ -26,6 +26,9 @@ class Implementation:
     variants: Tuple[str, ...] = ("default",)  # a peer's checkpoint variants
     bn_variance: str = BIASED
     peer_format: Optional[str] = None  # the bridge format of the peer's own checkpoint file
+    # The output fields a peer gives where it gives fewer than ours (pytorch-fid: features, no
+    # logits): compared on those; None: every field.
+    outputs: Optional[Tuple[str, ...]] = None
 
     def runs(self, arch: str, variant: str = "default") -> bool:
         """Whether this implementation runs a checkpoint of ``arch`` in ``variant`` (ours: every one)."""
@@ -50,6 +53,11 @@ IMPLEMENTATIONS = {i.name: i for i in (
                    peer_format="keras-applications"),
     Implementation("pretrainedmodels", "torch", ("torch", "pretrainedmodels"), archs=pretrainedmodels.ARCHITECTURES,
                    variants=(pretrainedmodels.VARIANT,), bn_variance=UNBIASED, peer_format="pretrainedmodels"),
+    Implementation("pytorch-fid", "torch", ("torch", "torchvision", "pytorch_fid"), archs=fid_inception.ARCHITECTURES,
+                   variants=(fid_inception.VARIANT,), bn_variance=UNBIASED, peer_format="pytorch-fid",
+                   outputs=("pool_64", "pool_192", "pool_768", "pool3")),
+    Implementation("torch-fidelity", "torch", ("torch", "torch_fidelity"), archs=fid_inception.ARCHITECTURES,
+                   variants=(fid_inception.VARIANT,), bn_variance=UNBIASED, peer_format="torch-fidelity"),
 )}
 OURS = tuple(name for name, i in IMPLEMENTATIONS.items() if i.ours)
 PEERS = tuple(name for name, i in IMPLEMENTATIONS.items() if not i.ours)

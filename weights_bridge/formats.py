@@ -10,7 +10,7 @@ import sys
 import time
 
 from . import flax_io, keras_io, neutral, presets, torch_io
-from .peers import keras_applications, pretrainedmodels, timm
+from .peers import fid_inception, keras_applications, pretrainedmodels, timm
 from .atomic import check_destination
 from .errors import BridgeError, InputFileError, WeightsMismatchError
 from .mapping import check_canonical
@@ -26,11 +26,15 @@ FORMATS = {
     "keras-applications": keras_applications,
     # pretrainedmodels' bninception (the Caffe BN-Inception): bn_inception, variant "caffe".
     "pretrainedmodels": pretrainedmodels,
+    # The FID Inception's file, as pytorch-fid and torch-fidelity load it: inception_v3, variant "fid".
+    "pytorch-fid": fid_inception,
+    "torch-fidelity": fid_inception,
 }
 EXTENSIONS = ((".weights.h5", "keras"), (".pth", "torch"), (".pt", "torch"), (".msgpack", "flax"))
 # The file name ending each format's files take when the bridge names them ("" for a folder).
 SUFFIX = {"safetensors": ".neutral", "torch": ".pth", "flax": ".msgpack", "keras": ".weights.h5", "timm": ".pth",
-          "keras-applications": ".weights.h5", "pretrainedmodels": ".pth"}
+          "keras-applications": ".weights.h5", "pretrainedmodels": ".pth", "pytorch-fid": ".pth",
+          "torch-fidelity": ".pth"}
 
 
 def detect(path) -> str:

@@ -11,7 +11,7 @@ from weights_bridge.formats import SUFFIX, read
 from .. import registry
 
 
-def prepare(arch, workdir, pool, impls=(), seed=0, num_classes=1000, aux_logits=True, variant=None, source=None,
+def prepare(arch, workdir, pool, impls=(), seed=0, num_classes=None, aux_logits=True, variant=None, source=None,
             source_format=None) -> dict:
     """{"neutral": folder, peer: its own file for each peer in ``impls`` that runs this checkpoint}.
     Without ``source``: seeded trained-like weights (``conformance.frameworks.torch_nn.seed``) of

@@ -62,7 +62,8 @@ def compare(tasks, impls, workdir, files, errors):
         outs = {i: load_outputs(output_path(workdir, i, t)) for i in impls if i not in errors}
         outs = {i: o for i, o in outs.items() if o is not None}
         unbiased = {i: registry.get(i).bn_variance == registry.UNBIASED for i in outs}
-        results += pair_results(t.id, t.mode, outs, unbiased, initial)
+        partial = [i for i in outs if registry.get(i).outputs is not None]
+        results += pair_results(t.id, t.mode, outs, unbiased, initial, partial)
     return results
 
 

@@ -61,11 +61,16 @@ def fp32_floor(torch_out):
     return floor
 
 
-def compare_pair(a_out, b_out, initial, mode, a_unbiased, b_unbiased, dtype="float32", floor=None):
-    """[(quantity, max_abs, max_ref, ok)] for outputs and, in train mode, BN statistics."""
+def compare_pair(a_out, b_out, initial, mode, a_unbiased, b_unbiased, dtype="float32", floor=None, subset=False):
+    """[(quantity, max_abs, max_ref, ok)] for outputs and, in train mode, BN statistics.
+    ``subset``: one side gives fewer output fields by design (``registry.Implementation.outputs``):
+    the fields both give are compared, and there must be some."""
     rows = []
     fields = [k for k in a_out if ":" not in k]
-    if set(fields) != {k for k in b_out if ":" not in k}:
+    other = {k for k in b_out if ":" not in k}
+    if subset:
+        fields = [f for f in fields if f in other]
+    if not fields or not subset and set(fields) != other:
         return [("outputs", float("inf"), 0.0, False)]
     for f in fields:
         x, y = a_out[f].astype(np.float64), b_out[f].astype(np.float64)
@@ -87,15 +92,17 @@ def compare_pair(a_out, b_out, initial, mode, a_unbiased, b_unbiased, dtype="flo
     return rows
 
 
-def pair_results(task_id, mode, outs: dict, unbiased: dict, initial) -> list:
+def pair_results(task_id, mode, outs: dict, unbiased: dict, initial, partial=()) -> list:
     """Every pair of ``outs`` ({implementation: outputs}) on one task, as PairResults; the fp32
-    floor comes from the torch outputs' fp64 twin."""
+    floor comes from the torch outputs' fp64 twin. ``partial``: implementations that give a
+    subset of the output fields (see ``compare_pair``)."""
     import itertools
 
     floor = fp32_floor(outs.get("torch"))
     results = []
     for a, b in itertools.combinations(list(outs), 2):
-        for q, d, ref, ok in compare_pair(outs[a], outs[b], initial, mode, unbiased[a], unbiased[b], floor=floor):
+        for q, d, ref, ok in compare_pair(outs[a], outs[b], initial, mode, unbiased[a], unbiased[b], floor=floor,
+                                          subset=a in partial or b in partial):
             kind = "bn_running_stats" if q == "bn_running_stats" else mode
             b_abs, b_rel = bounds(kind, *floor.get(q, (0.0, 0.0)))
             results.append(PairResult(task_id, a, b, q, d, d / ref if ref else float("inf"), ok, b_abs, b_rel))

@@ -36,9 +36,24 @@ class SpecModel(nnx.Module):
                                  step=lambda name, i, v: getattr(self, name)[i](v))
 
     def __call__(self, x):
-        """Eval mode: logits (N, num_classes). Train mode with aux heads: the spec's named tuple."""
+        """Eval mode: logits (N, num_classes). Train mode with aux heads: the spec's named tuple.
+        A feature extractor (the FID Inception): its named tuple of features in both modes."""
+        if self.spec.features:
+            return self.spec.forward_features(x, lambda name, v: getattr(self, name)(v), spatial_mean,
+                                              self.linear_parts)
         logits, aux = self.forward_stages(x)
         return logits if self.deterministic else self.spec.pack_outputs(logits, aux)
+
+    def linear_parts(self, name, x):
+        """(x W, x W + b) of the Linear stage ``name`` (kernel in, out)."""
+        fc = getattr(self, name)
+        unbiased = x @ fc.kernel.value
+        return unbiased, unbiased + fc.bias.value
+
+
+def spatial_mean(x):
+    """N x H x W x C -> N x C; an already pooled N x C as it is."""
+    return x if x.ndim == 2 else x.mean(axis=(1, 2))
 
 
 class Architecture(SpecModel):

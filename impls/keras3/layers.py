@@ -174,3 +174,13 @@ class Linear(layers.Dense):
     def call(self, inputs, training=None):
         y = ops.einsum("ni,io->no", inputs, self.kernel)
         return y + self.bias if self.use_bias else y
+
+    def parts(self, inputs):
+        """(x W, x W + b): a feature extractor's logits_unbiased and logits."""
+        y = ops.einsum("ni,io->no", inputs, self.kernel)
+        return y, y + self.bias
+
+
+def spatial_mean(x):
+    """N x H x W x C -> N x C in x's own precision; an already pooled N x C as it is."""
+    return x if len(x.shape) == 2 else _mean(x, (1, 2))

@@ -16,6 +16,7 @@ from keras import ops
 from ..spec import ModelSpec, model_spec
 from ..spec.registry import check, model_classes
 from .blocks import build
+from .layers import spatial_mean
 
 NATIVE = "native"  # input_size default: the architecture's own (config.input_size)
 INITIALIZERS = ("kernel_initializer", "bias_initializer", "gamma_initializer", "beta_initializer",
@@ -74,6 +75,10 @@ class SpecModel(keras.Model):
                                  lambda name, v: self.aux_layers[name](v, training=training), training, capture, step)
 
     def call(self, x, training=False):
+        if self.spec.features:  # a feature extractor (the FID Inception): its named tuple
+            stages = dict(zip((name for name, _ in self.spec.stages), self.stage_layers))
+            return self.spec.forward_features(ops.convert_to_tensor(x), lambda name, v: stages[name](
+                v, training=training), spatial_mean, lambda name, v: stages[name].parts(v))
         logits, aux = self.forward_stages(ops.convert_to_tensor(x), training=training)
         return self.spec.pack_outputs(logits, aux) if training else logits
 

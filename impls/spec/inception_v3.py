@@ -31,6 +31,13 @@ class InceptionV3Config(CheckpointConfig):
     # The avg pool in front of every ``branch_pool``: does the divisor count the zero padding?
     # torch's default (torchvision, timm) yes; Keras/TF AveragePooling2D(padding='same') no.
     avg_pool_count_include_pad: bool = True
+    # Mixed_7c's pool branch: "avg" as everywhere else, or "max" (the 2015-12-05 TF graph that
+    # FID uses: pytorch-fid's FIDInceptionE_2 / torch-fidelity's InceptionE_2).
+    last_block_pool: str = "avg"
+    num_classes: int = 1000
+    aux_head: bool = True  # whether the network has the aux classifier at all
+    # A feature extractor's outputs: (field, stage), see ModelSpec.features.
+    features: tuple = ()
 
 
 # Variant name (the neutral config.json's ``variant``) -> checkpoint facts. "default" is
@@ -53,8 +60,24 @@ CONFIGS = {
                            "mode; avg pools count_include_pad=False",
         notes="keras.applications.InceptionV3 (classifier_activation=None: logits, no softmax); no aux head, "
               "BN gamma fixed at 1 (scale=False); input in [-1, 1] (keras' preprocess_input)"),
+    # The FID Inception: TF's 2015-12-05 Inception v3 graph as pytorch-fid 0.3.0 (fid_inception_v3)
+    # and torch-fidelity 0.4.0 (FeatureExtractorInceptionV3) port it: 1008 classes, no aux head,
+    # no dropout, every branch avg pool leaving the padding out of the divisor, Mixed_7c's pool
+    # branch a 3x3/1 max pool. Its outputs are features: the 64/192/768-channel blocks averaged
+    # over space (pytorch-fid's dims), pool3 (2048), logits_unbiased (pool3 W^T, for the
+    # Inception Score) and logits. Input in [-1, 1] at 299 (the input pipelines: impls.spec.pipelines).
+    "fid": InceptionV3Config(
+        name="inception_v3_fid", dropout=0.0, input_size=(3, 299, 299), avg_pool_count_include_pad=False,
+        last_block_pool="max", num_classes=1008, aux_head=False, mean=(0.5, 0.5, 0.5), std=(0.5, 0.5, 0.5),
+        verify_sizes=(299,),  # every input pipeline resizes to 299: the network sees no other size
+        features=(("pool_64", "maxpool1"), ("pool_192", "maxpool2"), ("pool_768", "Mixed_6e"), ("pool3", "avgpool")),
+        padding_convention="torch symmetric; max pools floor mode; branch avg pools count_include_pad=False; "
+                           "Mixed_7c's pool branch a 3x3/1 max pool",
+        notes="the FID Inception (TF 2015-12-05 graph; pytorch-fid pt_inception-2015-12-05, torch-fidelity "
+              "weights-inception-2015-12-05): 1008 classes, outputs pool_64, pool_192, pool_768, pool3, "
+              "logits_unbiased, logits"),
 }
-ALIASES = {"torchvision": "default", "timm": "default"}
+ALIASES = {"torchvision": "default", "timm": "default", "pytorch-fid": "fid", "torch-fidelity": "fid"}
 
 
 def config_for(variant: str = "default") -> InceptionV3Config:
@@ -125,17 +148,19 @@ def inception_d(in_channels, bn_eps=1e-3) -> Branches:
     ), "InceptionD")
 
 
-def inception_e(in_channels, bn_eps=1e-3, count_include_pad=True) -> Branches:
+def inception_e(in_channels, bn_eps=1e-3, count_include_pad=True, pool="avg") -> Branches:
     """8x8 block with expanded filter banks: the 3x3 branches end in a 1x3 / 3x1 split whose two
-    outputs are concatenated (Fig. 7 of the paper). 320 + 768 + 768 + 192 channels out."""
+    outputs are concatenated (Fig. 7 of the paper). 320 + 768 + 768 + 192 channels out.
+    ``pool="max"``: the pool branch starts with a 3x3/1 max pool (the FID graph's Mixed_7c)."""
     c, conv = in_channels, _conv(bn_eps)
+    pooling = ("avgpool", _avgpool(count_include_pad)) if pool == "avg" else ("maxpool", MaxPool(3, 1, 1))
     split = lambda a, b: Split(((a, conv(384, 384, (1, 3), 1, (0, 1))), (b, conv(384, 384, (3, 1), 1, (1, 0)))))
     return Branches(c, (
         (("branch1x1", conv(c, 320)),),
         (("branch3x3_1", conv(c, 384)), split("branch3x3_2a", "branch3x3_2b")),
         (("branch3x3dbl_1", conv(c, 448)), ("branch3x3dbl_2", conv(448, 384, 3, 1, 1)),
          split("branch3x3dbl_3a", "branch3x3dbl_3b")),
-        (("avgpool", _avgpool(count_include_pad)), ("branch_pool", conv(c, 192))),
+        (pooling, ("branch_pool", conv(c, 192))),
     ), "InceptionE")
 
 
@@ -168,22 +193,30 @@ def inception_v3_stages(cfg: InceptionV3Config, num_classes: int, dropout: float
     stages += [(name, inception_c(768, c7, eps, pad)) for name, c7 in
                (("Mixed_6b", 128), ("Mixed_6c", 160), ("Mixed_6d", 160), ("Mixed_6e", 192))]
     stages += [("Mixed_7a", inception_d(768, eps))]  # N,1280,8,8
-    stages += [("Mixed_7b", inception_e(1280, eps, pad)), ("Mixed_7c", inception_e(2048, eps, pad))]  # N,2048,8,8
-    return stages + [
-        ("avgpool", GlobalAvgPool()),  # N,2048 (torchvision pools to 1x1, drops out, then flattens)
-        ("dropout", Dropout(dropout)),
-        ("fc", Linear(2048, num_classes)),  # N,num_classes
-    ]
+    stages += [("Mixed_7b", inception_e(1280, eps, pad)),
+               ("Mixed_7c", inception_e(2048, eps, pad, cfg.last_block_pool))]  # N,2048,8,8
+    stages.append(("avgpool", GlobalAvgPool()))  # N,2048 (torchvision pools to 1x1, drops out, then flattens)
+    if not cfg.features:  # the FID graph has no dropout; torchvision has one (identity at p=0)
+        stages.append(("dropout", Dropout(dropout)))
+    return stages + [("fc", Linear(2048, num_classes))]  # N,num_classes
 
 
-def inception_v3_spec(variant="default", num_classes=1000, aux_logits=True, transform_input=None, dropout=None,
+def inception_v3_spec(variant="default", num_classes=None, aux_logits=None, transform_input=None, dropout=None,
                       dropout_aux=None) -> ModelSpec:
-    """``dropout_aux`` is accepted for a uniform factory signature: this aux head has no dropout."""
+    """``dropout_aux`` is accepted for a uniform factory signature: this aux head has no dropout.
+    ``num_classes`` and ``aux_logits`` left out take the variant's (the FID network: 1008, none)."""
     cfg = config_for(variant)
+    num_classes = cfg.num_classes if num_classes is None else num_classes
+    aux_logits = cfg.aux_head if aux_logits is None else aux_logits
+    if aux_logits and not cfg.aux_head:
+        raise ValueError(f"inception_v3 variant {variant!r} has no aux head (aux_logits=False)")
+    if transform_input and cfg.features:
+        raise ValueError(f"inception_v3 variant {variant!r} takes input in [-1, 1] (transform_input=False)")
     return ModelSpec(
         arch="inception_v3", variant=ALIASES.get(variant or "default", variant or "default"),
         stages=tuple(inception_v3_stages(cfg, num_classes, cfg.dropout if dropout is None else dropout)),
         aux_heads={"AuxLogits": ("Mixed_6e", aux_head_v3(768, num_classes, cfg.bn_eps))} if aux_logits else {},
         output_fields=(("logits", None), ("aux_logits", "AuxLogits")),  # torchvision's InceptionOutputs
         transform_input=cfg.transform_input if transform_input is None else transform_input,
-        num_classes=num_classes, config=cfg, output_name="InceptionOutputs")
+        num_classes=num_classes, config=cfg, output_name="InceptionOutputs",
+        features=cfg.features, classifier="fc" if cfg.features else "", features_name="FIDOutputs")

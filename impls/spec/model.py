@@ -26,6 +26,11 @@ class ModelSpec:
     config: Any
     output_name: str = "Outputs"
     capture_children: Tuple[str, ...] = ()
+    # A feature extractor (the FID Inception): (output field, stage whose output, averaged over
+    # space, it is), and the Linear stage that closes the outputs with logits_unbiased and logits.
+    features: Tuple[Tuple[str, str], ...] = ()
+    classifier: str = ""
+    features_name: str = "Features"
 
     @property
     def taps(self) -> Dict[str, str]:
@@ -65,6 +70,26 @@ class ModelSpec:
                 if capture is not None:
                     capture[taps[name]] = aux[taps[name]]
         return x, aux
+
+    def forward_features(self, x, stage: Callable, spatial_mean: Callable, linear: Callable):
+        """A feature extractor's forward (``features`` non-empty): the stages before
+        ``classifier``, each tapped stage's output averaged over space (``spatial_mean``: a
+        framework's mean over H and W, the identity on an already pooled N x C), then
+        ``linear(classifier, x)`` -> (x W^T, x W^T + b): logits_unbiased and logits, computed
+        as torch-fidelity does. Returns the ``features_type`` named tuple."""
+        taps, out = {s: f for f, s in self.features}, {}
+        for name, _ in self.stages:
+            if name == self.classifier:
+                break
+            x = stage(name, x)
+            if name in taps:
+                out[taps[name]] = spatial_mean(x)
+        unbiased, logits = linear(self.classifier, x)
+        return self.features_type(*(out[f] for f, _ in self.features), unbiased, logits)
+
+    @property
+    def features_type(self):
+        return _outputs_type(self.features_name, tuple(f for f, _ in self.features) + ("logits_unbiased", "logits"))
 
     @property
     def outputs_type(self):

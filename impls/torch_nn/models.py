@@ -41,8 +41,23 @@ class SpecModel(nn.Module):
                                  step=lambda name, i, v: getattr(self, name)[i](v))
 
     def forward(self, x):
+        if self.spec.features:  # a feature extractor (the FID Inception): its named tuple
+            return self.spec.forward_features(x, lambda name, v: getattr(self, name)(v), spatial_mean,
+                                              self.linear_parts)
         logits, aux = self.forward_stages(x)
         return self.spec.pack_outputs(logits, aux) if self.training else logits
+
+    def linear_parts(self, name, x):
+        """(x W^T, x W^T + b) of the Linear stage ``name``, in torch-fidelity's two operations."""
+        fc = getattr(self, name)
+        unbiased = x.mm(fc.weight.T)
+        return unbiased, unbiased + fc.bias.unsqueeze(0)
+
+
+def spatial_mean(x):
+    """N x C x H x W -> N x C as pytorch-fid and torch-fidelity take it (adaptive_avg_pool2d to
+    1x1, flattened); an already pooled N x C as it is."""
+    return x if x.dim() == 2 else torch.flatten(nn.functional.adaptive_avg_pool2d(x, 1), 1)
 
 
 class Architecture(SpecModel):

@@ -87,7 +87,7 @@ class TorchAdapter(Adapter):
         with torch.no_grad():
             save(out, {"plain": plain(x).numpy(), "fast": optimized(plain, "torch")(x).numpy()})
 
-    def seed(self, arch, out, seed=0, num_classes=1000, aux_logits=True, variant="default", fmt=None):
+    def seed(self, arch, out, seed=0, num_classes=None, aux_logits=True, variant="default", fmt=None):
         from .seed import save_seeded
 
         save_seeded(arch, out, seed, num_classes, aux_logits, variant, fmt, overwrite=True)

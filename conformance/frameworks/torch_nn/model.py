@@ -1,5 +1,6 @@
 """The torch process's models: ours (``impls.torch_nn`` through the bridge's loader) and the
-torch-based peers (torchvision, timm, pretrainedmodels) holding their own files, each loaded the
+torch-based peers (torchvision, timm, pretrainedmodels; pytorch-fid and torch-fidelity in
+``fid_peers``) holding their own files, each loaded the
 way its users load it (``torch.load(weights_only=True)`` + ``load_state_dict(strict=True)``)."""
 from __future__ import annotations
 
@@ -11,6 +12,9 @@ import numpy as np
 from impls.spec import model_spec
 
 from ..base import outputs_dict
+from . import fid_peers
+
+FID_PEERS = ("pytorch-fid", "torch-fidelity")
 
 
 def model_kwargs(cfg: dict, arch: str, factory=None) -> dict:
@@ -36,6 +40,8 @@ def load_peer(impl: str, arch: str, cfg: dict, peer_file):
     """A peer's own model holding its own file (exported by the bridge)."""
     import torch
 
+    if impl in FID_PEERS:  # their constructors load the file themselves
+        return fid_peers.load(impl, peer_file)
     state = torch.load(peer_file, map_location="cpu", weights_only=True)
     if impl == "timm":
         import timm
@@ -98,15 +104,19 @@ def run(model, impl: str, arch: str, cfg: dict, x, train: bool, device) -> dict:
     if impl == "timm":  # timm runs its aux head in eval mode too (it needs ~299 input): only in train
         model.aux_logits = bool(cfg["aux_logits"]) and train
     with torch.no_grad():
-        out = model(torch.from_numpy(x).to(device))
-    if impl == "timm" and isinstance(out, tuple):  # timm's (logits, aux) as our named tuple
-        out = model_spec(arch, num_classes=cfg["num_classes"], aux_logits=cfg["aux_logits"],
-                         variant=cfg.get("variant", "default")).outputs_type(*out)
-    res = {k: v.cpu().numpy() for k, v in outputs_dict(out).items()}
+        if impl in FID_PEERS:
+            res = fid_peers.run(model, impl, x)
+        else:
+            out = model(torch.from_numpy(x).to(device))
+            if impl == "timm" and isinstance(out, tuple):  # timm's (logits, aux) as our named tuple
+                out = model_spec(arch, num_classes=cfg["num_classes"], aux_logits=cfg["aux_logits"],
+                                 variant=cfg.get("variant", "default")).outputs_type(*out)
+            res = {k: v.cpu().numpy() for k, v in outputs_dict(out).items()}
     if train:
+        ours = (lambda name: fid_peers.canonical_name(impl, name)) if impl in FID_PEERS else (lambda name: name)
         sd = model.state_dict()
-        res.update({f"stat:{k}": sd[k].cpu().numpy() for k in sd if k.endswith(("running_mean", "running_var"))})
-        res.update({f"count:{k}": np.int64(n) for k, n in counts.items()})
+        res.update({f"stat:{ours(k)}": sd[k].cpu().numpy() for k in sd if k.endswith(("running_mean", "running_var"))})
+        res.update({f"count:{ours(k)}": np.int64(n) for k, n in counts.items()})
     return res
 
 

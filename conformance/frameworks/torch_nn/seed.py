@@ -47,7 +47,7 @@ def randomize_(model, seed: int = 0, calibration_size: int = 224, bn_scale: bool
     return model
 
 
-def seeded_model(arch: str, seed: int = 0, num_classes: int = 1000, aux_logits: bool = True,
+def seeded_model(arch: str, seed: int = 0, num_classes: int = None, aux_logits: bool = True,
                  variant: str = "default"):
     """Our torch model of ``arch`` with seeded trained-like weights; aux heads only where the
     variant's checkpoints have them, gamma 1 where its BN has none."""
@@ -59,7 +59,7 @@ def seeded_model(arch: str, seed: int = 0, num_classes: int = 1000, aux_logits: 
     return randomize_(model, seed, calibration_size=cfg.input_size[-1], bn_scale=cfg.bn_scale)
 
 
-def save_seeded(arch: str, out, seed: int = 0, num_classes: int = 1000, aux_logits: bool = True,
+def save_seeded(arch: str, out, seed: int = 0, num_classes: int = None, aux_logits: bool = True,
                 variant: str = "default", fmt=None, overwrite=False):
     """Writes seeded weights to ``out`` in any bridge format (a neutral folder by default)."""
     from weights_bridge import write
