@@ -9,7 +9,7 @@ from __future__ import annotations
 import sys
 import time
 
-from . import flax_io, keras_io, neutral, torch_io
+from . import flax_io, keras_io, neutral, orbax_io, torch_io
 from .peers import keras_applications, pretrainedmodels, timm
 from .atomic import check_destination
 from .errors import BridgeError, InputFileError, WeightsMismatchError
@@ -19,6 +19,7 @@ FORMATS = {
     "safetensors": neutral,  # the neutral folder: model.safetensors + config.json
     "torch": torch_io,
     "flax": flax_io,
+    "orbax": orbax_io,  # a folder: Flax NNX state saved by Orbax's StandardCheckpointer
     "keras": keras_io,
     # Peer libraries' own files, chosen with --from/--to: timm's state_dict and keras.applications
     # InceptionV3's / InceptionResNetV2's .weights.h5 / legacy .h5 / .keras.
@@ -27,13 +28,15 @@ FORMATS = {
     # pretrainedmodels' bninception (the Caffe BN-Inception): bn_inception, variant "caffe".
     "pretrainedmodels": pretrainedmodels,
 }
-EXTENSIONS = ((".weights.h5", "keras"), (".pth", "torch"), (".pt", "torch"), (".msgpack", "flax"))
-# The file name ending each format's files take when the bridge names them ("" for a folder).
-SUFFIX = {"safetensors": ".neutral", "torch": ".pth", "flax": ".msgpack", "keras": ".weights.h5", "timm": ".pth",
-          "keras-applications": ".weights.h5", "pretrainedmodels": ".pth"}
+EXTENSIONS = ((".weights.h5", "keras"), (".pth", "torch"), (".pt", "torch"), (".msgpack", "flax"), (".orbax", "orbax"))
+# The file (or folder) name ending each format's files take when the bridge names them.
+SUFFIX = {"safetensors": ".neutral", "torch": ".pth", "flax": ".msgpack", "orbax": ".orbax", "keras": ".weights.h5",
+          "timm": ".pth", "keras-applications": ".weights.h5", "pretrainedmodels": ".pth"}
 
 
 def detect(path) -> str:
+    """The format of ``path`` by its name's ending, else by its layout (an Orbax folder), else
+    the neutral folder."""
     name = str(path).lower().rstrip("/")
     for ext, fmt in EXTENSIONS:
         if name.endswith(ext):
@@ -42,7 +45,7 @@ def detect(path) -> str:
         raise InputFileError(f"{path}: Keras weight files must end in .weights.h5 (Keras 3's weights format); "
                              f"a keras.applications InceptionV3 / InceptionResNetV2 file is read with "
                              f"--from keras-applications")
-    return "safetensors"
+    return "orbax" if orbax_io.is_checkpoint(path) else "safetensors"
 
 
 def _format(path, fmt):

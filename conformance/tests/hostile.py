@@ -1,7 +1,7 @@
 """The material the hostile-input tests derive every bad file from, and the checks they share.
 
-One seeded GoogLeNet checkpoint (``googlenet_pth``) is converted to the valid neutral and Flax
-files; each case edits a copy. ``refused`` is the contract: the documented exception type, a
+One seeded GoogLeNet checkpoint (``googlenet_pth``) is converted to the valid neutral, Flax and
+Orbax files; each case edits a copy (Orbax folders are re-saved by Orbax itself). ``refused`` is the contract: the documented exception type, a
 one-line message naming the source path and what was expected versus found, and the folder
 unchanged afterwards (hidden temporaries included).
 """
@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import struct
 import zipfile
 from pathlib import Path
@@ -42,6 +43,8 @@ class Material:
         self.tensors = {k: v for k, v in wb.read(self.neutral).tensors.items()}
         self.msgpack = root / "valid.msgpack"
         wb.convert(pth, self.msgpack, ARCH)
+        self.orbax = root / "valid.orbax"
+        wb.convert(pth, self.orbax, ARCH)
 
     def safetensors(self, header: dict, data: bytes = None) -> bytes:
         text = json.dumps(header).encode()
@@ -132,6 +135,48 @@ def keras_archive(d: Path, lambda_layer: bool):
         z.writestr("config.json", json.dumps({"class_name": "Sequential", "config": {"layers": layers}}))
         z.writestr("model.weights.h5", b"")
     return path
+
+
+# ----------------------------------------------------------------------------- Orbax folders
+
+def orbax_copy(d: Path, m: Material, edit=None, name="ckpt.orbax"):
+    """A copy of the valid Orbax folder, ``edit(folder)`` applied to its files."""
+    dst = d / name
+    shutil.copytree(m.orbax, dst)
+    if edit:
+        edit(dst)
+    return dst
+
+
+def orbax_tree(d: Path, m: Material, edit, name="ckpt.orbax", keep_metadata=False):
+    """An Orbax folder saved by Orbax (``StandardCheckpointer``) from the valid state with its
+    leaves ({'fc.bias.value': array}) edited; ``keep_metadata``: then given the valid _METADATA."""
+    import orbax.checkpoint as ocp
+
+    from weights_bridge import flax_io
+
+    leaves = dict(flax_io.flatten(ocp.StandardCheckpointer().restore(m.orbax.resolve())))
+    edit(leaves)
+    checkpointer = ocp.StandardCheckpointer()
+    checkpointer.save((d / name).resolve(), flax_io.nest(leaves))
+    checkpointer.wait_until_finished()
+    if keep_metadata:
+        shutil.copy(m.orbax / "_METADATA", d / name / "_METADATA")
+    return d / name
+
+
+def edit_json(path: Path, edit):
+    data = json.loads(path.read_text())
+    edit(data)
+    path.write_text(json.dumps(data))
+
+
+def truncate(path: Path):
+    path.write_bytes(path.read_bytes()[: path.stat().st_size // 2])
+
+
+def largest_file(folder: Path) -> Path:
+    return max((p for p in folder.rglob("*") if p.is_file()), key=lambda p: p.stat().st_size)
 
 
 def write(path: Path, data: bytes):
