@@ -9,7 +9,7 @@ from __future__ import annotations
 import sys
 import time
 
-from . import flax_io, keras_io, neutral, orbax_io, torch_io
+from . import flax_io, keras_archive, keras_io, neutral, orbax_io, torch_io
 from .peers import keras_applications, pretrainedmodels, timm
 from .atomic import check_destination
 from .errors import BridgeError, InputFileError, WeightsMismatchError
@@ -21,6 +21,7 @@ FORMATS = {
     "flax": flax_io,
     "orbax": orbax_io,  # a folder: Flax NNX state saved by Orbax's StandardCheckpointer
     "keras": keras_io,
+    "keras-archive": keras_archive,  # .keras: our Keras model, keras.saving.load_model's format
     # Peer libraries' own files, chosen with --from/--to: timm's state_dict and keras.applications
     # InceptionV3's / InceptionResNetV2's .weights.h5 / legacy .h5 / .keras.
     "timm": timm,
@@ -28,10 +29,11 @@ FORMATS = {
     # pretrainedmodels' bninception (the Caffe BN-Inception): bn_inception, variant "caffe".
     "pretrainedmodels": pretrainedmodels,
 }
-EXTENSIONS = ((".weights.h5", "keras"), (".pth", "torch"), (".pt", "torch"), (".msgpack", "flax"), (".orbax", "orbax"))
+EXTENSIONS = ((".weights.h5", "keras"), (".keras", "keras-archive"), (".pth", "torch"), (".pt", "torch"),
+              (".msgpack", "flax"), (".orbax", "orbax"))
 # The file (or folder) name ending each format's files take when the bridge names them.
 SUFFIX = {"safetensors": ".neutral", "torch": ".pth", "flax": ".msgpack", "orbax": ".orbax", "keras": ".weights.h5",
-          "timm": ".pth", "keras-applications": ".weights.h5", "pretrainedmodels": ".pth"}
+          "keras-archive": ".keras", "timm": ".pth", "keras-applications": ".weights.h5", "pretrainedmodels": ".pth"}
 
 
 def detect(path) -> str:
@@ -41,7 +43,7 @@ def detect(path) -> str:
     for ext, fmt in EXTENSIONS:
         if name.endswith(ext):
             return fmt
-    if name.endswith((".h5", ".keras")):
+    if name.endswith(".h5"):
         raise InputFileError(f"{path}: Keras weight files must end in .weights.h5 (Keras 3's weights format); "
                              f"a keras.applications InceptionV3 / InceptionResNetV2 file is read with "
                              f"--from keras-applications")
@@ -55,17 +57,11 @@ def _format(path, fmt):
     return fmt
 
 
-def _source_format(path, fmt):
-    if not fmt and str(path).lower().rstrip("/").endswith(".keras"):
-        keras_io.refuse_archive(path)  # says why, without deserializing anything
-    return _format(path, fmt)
-
-
 def read(path, fmt=None, architecture=None, allow_nonfinite=False, variant=None):
     """``variant`` names the checkpoint facts of a native file that cannot record them (a .pth
     holding a keras-variant Inception v3); a neutral folder's or a peer file's own must agree."""
-    fmt = _source_format(path, fmt)
-    if fmt != "safetensors" and not architecture:
+    fmt = _format(path, fmt)
+    if not architecture and not getattr(FORMATS[fmt], "RECORDS_ARCHITECTURE", False):
         raise BridgeError(f"{path}: a {fmt} file does not record its architecture; name it (--arch)")
     ckpt = FORMATS[fmt].read(path, architecture, allow_nonfinite=allow_nonfinite)
     if variant and variant != ckpt.variant:
@@ -87,7 +83,7 @@ def convert(src, dst, architecture=None, src_format=None, dst_format=None, overw
     """Reads ``src``, checks it against the architecture, writes ``dst``; returns the checkpoint."""
     say = progress or (lambda msg: None)
     t0 = time.perf_counter()
-    src_format, dst_format = _source_format(src, src_format), _format(dst, dst_format)
+    src_format, dst_format = _format(src, src_format), _format(dst, dst_format)
     check_destination(dst, overwrite)  # fail before the (possibly slow) read; written atomically later
     say(f"reading {src} as {src_format}")
     ckpt = read(src, src_format, architecture, allow_nonfinite, variant)

@@ -19,7 +19,8 @@ import pytest
 import torch
 
 import weights_bridge as wb
-from weights_bridge import neutral
+from weights_bridge import keras_config, neutral
+from weights_bridge.checkpoint import Checkpoint
 
 ARCH = "googlenet"
 FC = "fc.bias"
@@ -125,15 +126,31 @@ class ShellPayload:
 
 
 def keras_archive(d: Path, lambda_layer: bool):
-    layers = [{"class_name": "InputLayer", "config": {"name": "input"}},
-              {"class_name": "Lambda" if lambda_layer else "Dense",
-               "config": {"name": "evil" if lambda_layer else "dense",
-                          "function": {"class_name": "__lambda__", "config": {"code": "payload"}}}}]
-    path = d / ("lambda.keras" if lambda_layer else "plain.keras")
+    """A Keras Sequential model's archive, with a Lambda layer holding code or a plain Dense."""
+    layers = [{"module": "keras.layers", "class_name": "InputLayer", "config": {"name": "input"}, "registered_name": None},
+              {"module": "keras.layers", "class_name": "Lambda", "registered_name": None,
+               "config": {"name": "evil", "function": {"class_name": "__lambda__", "config": {"code": "payload"}}}}
+              if lambda_layer else
+              {"module": "keras.layers", "class_name": "Dense", "config": {"name": "dense"}, "registered_name": None}]
+    config = {"module": "keras", "class_name": "Sequential", "config": {"layers": layers}, "registered_name": None}
+    return zip_archive(d / ("lambda.keras" if lambda_layer else "plain.keras"), config)
+
+
+def model_config(**changes) -> dict:
+    """The config.json of our Keras GoogLeNet (as ``model.save`` writes it), with top-level changes."""
+    return {**keras_config.model_config(Checkpoint(ARCH, {})), **changes}
+
+
+def zip_archive(path: Path, config, weights: bytes = b"", extra=None, truncate=False):
+    """A .keras zip: metadata.json, config.json (an object, or text as it is), model.weights.h5."""
     with zipfile.ZipFile(path, "w") as z:
-        z.writestr("metadata.json", json.dumps({"keras_version": "3.0.0"}))
-        z.writestr("config.json", json.dumps({"class_name": "Sequential", "config": {"layers": layers}}))
-        z.writestr("model.weights.h5", b"")
+        z.writestr("metadata.json", json.dumps({"keras_version": "3.15.1"}))
+        z.writestr("config.json", config if isinstance(config, str) else json.dumps(config))
+        z.writestr("model.weights.h5", weights)
+        for name, data in (extra or {}).items():
+            z.writestr(name, data)
+    if truncate:
+        path.write_bytes(path.read_bytes()[: path.stat().st_size // 2])
     return path
 
 

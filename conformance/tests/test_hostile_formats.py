@@ -1,6 +1,11 @@
-"""Hostile Orbax checkpoint folders, refused in-process: truncated data, trees that do not match the
-architecture, metadata that lies. docs/hostile_inputs.md lists every case."""
+"""Hostile Orbax checkpoint folders and .keras archives, refused in-process: truncated data, trees
+that do not match the architecture, metadata that lies, code and foreign classes in a Keras
+config. Nothing here imports Keras (a .keras archive is judged before its weights are read); the
+archive cases that reach the weights are in test_hostile_keras_cli.py. docs/hostile_inputs.md
+lists every case."""
 from __future__ import annotations
+
+import sys
 
 import numpy as np
 import pytest
@@ -8,7 +13,8 @@ import pytest
 import weights_bridge as wb
 from weights_bridge.checkpoint import Checkpoint
 
-from .hostile import FC, edit_json, largest_file, orbax_copy, orbax_tree, refused, truncate, write
+from .hostile import (ARCH, FC, edit_json, keras_archive, largest_file, mkdir, model_config, orbax_copy, orbax_tree,
+                      refused, truncate, write, zip_archive)
 
 BIAS = f"{FC}.value"  # the Orbax leaf holding fc.bias: an nnx.State leaf is its Variable's value
 
@@ -95,11 +101,63 @@ ORBAX_CASES = {
     "orbax: does not exist": lambda d, m: (d / "nope.orbax", wb.InputFileError, ["no such folder"]),
 }
 
-CASES = ORBAX_CASES
+GOOGLENET = {"module": "impls.keras3", "class_name": "GoogLeNet", "registered_name": "inception_bridge>GoogLeNet"}
+KERAS_CASES = {
+    ".keras archive with a Lambda layer": lambda d, m: (
+        keras_archive(d, True), wb.UnsafeInputError, ["Lambda layer 'evil'", "expected none", "nothing was deserialized"]),
+    ".keras archive of another Keras model (Sequential)": lambda d, m: (
+        keras_archive(d, False), wb.InputFileError,
+        ["not an archive of this project's Keras models", "'Sequential'", "--from keras-applications"]),
+    ".keras archive naming a class of another module": lambda d, m: (
+        zip_archive(d / "popen.keras", model_config(compile_config={
+            "optimizer": {"module": "subprocess", "class_name": "Popen", "config": {"args": "sh"},
+                          "registered_name": None}})),
+        wb.UnsafeInputError, ["'Popen'", "module 'subprocess'", "nothing was deserialized"]),
+    ".keras archive naming our class registered by another package": lambda d, m: (
+        zip_archive(d / "evil.keras", model_config(registered_name="evil>GoogLeNet")), wb.UnsafeInputError,
+        ["'GoogLeNet'", "'evil>GoogLeNet'"]),
+    ".keras archive: config.json not JSON": lambda d, m: (
+        zip_archive(d / "j.keras", "{not json"), wb.InputFileError, ["config.json is not valid JSON"]),
+    ".keras archive: no config.json": lambda d, m: (
+        write(d / "n.keras", zip_archive(mkdir(d / "x") / "a.zip", "{}").read_bytes().replace(b"config.json",
+                                                                                            b"cOnfig.json")),
+        wb.InputFileError, ["no config.json in the archive"]),
+    ".keras archive: not a zip": lambda d, m: (
+        write(d / "r.keras", m.pth.read_bytes()[:4096][::-1]), wb.InputFileError, ["not a readable .keras archive"]),
+    ".keras archive: truncated": lambda d, m: (
+        zip_archive(d / "t.keras", model_config(), b"\0" * 100000, truncate=True), wb.InputFileError,
+        ["not a readable .keras archive"]),
+    ".keras archive: unexpected member": lambda d, m: (
+        zip_archive(d / "u.keras", model_config(), extra={"assets/run.py": "import os"}), wb.InputFileError,
+        ["unexpected member 'assets/run.py'"]),
+    ".keras archive: unknown config field": lambda d, m: (
+        zip_archive(d / "f.keras", model_config(config={**model_config()["config"], "evil": 1})), wb.InputFileError,
+        ["unexpected field 'evil'"]),
+    ".keras archive: num_classes a string": lambda d, m: (
+        zip_archive(d / "s.keras", model_config(config={**model_config()["config"], "num_classes": "10"})),
+        wb.InputFileError, ["field 'num_classes' must be int", "'10'"]),
+    ".keras archive: class and architecture disagree": lambda d, m: (
+        zip_archive(d / "c.keras", model_config(config={**model_config()["config"], "architecture": "inception_v3"})),
+        wb.InputFileError, ["class GoogLeNet is 'googlenet'", "architecture 'inception_v3'"]),
+    ".keras archive: another architecture than --arch": lambda d, m: (
+        zip_archive(d / "a.keras", model_config()), wb.WeightsMismatchError,
+        ["architecture is 'googlenet'", "expected 'googlenet_paper'"], {"arch": "googlenet_paper"}),
+}
+CASES = {**ORBAX_CASES, **KERAS_CASES}
 
 
 @pytest.mark.parametrize("case", list(CASES))
 def test_bad_folder_or_archive_is_refused_clearly(case, material, tmp_path):
     src, error, needles, *kw = CASES[case](tmp_path, material)
     refused(tmp_path, src, error, needles, **(kw[0] if kw else {}))
+    assert "keras" not in sys.modules, "the pytest process imported keras (a later torchvision import would crash)"
 
+
+def test_model_config_names_only_our_classes():
+    """The Keras config the bridge writes passes its own check, and names nothing but our model."""
+    from weights_bridge import keras_config
+
+    config = model_config()
+    assert {k: config[k] for k in GOOGLENET} == GOOGLENET
+    assert keras_config.check("x.keras", config)["architecture"] == ARCH
+    assert [cls for cls, *_ in keras_config.objects(config)] == ["GoogLeNet"]
