@@ -35,8 +35,12 @@ def _default_permissions(path: Path):
 def atomic_path(path, overwrite: bool = False, directory: bool = False):
     """Yields a temporary path beside ``path``; on success it replaces ``path`` in one rename.
 
-    On any exception the temporary is removed and ``path`` is untouched. A replaced directory
-    is first renamed aside, so at every instant ``path`` is absent or complete.
+    ``directory=True`` yields an empty folder to fill; otherwise a path that does not exist yet,
+    which the writer makes a file or a folder (Orbax creates its checkpoint folder itself). The
+    temporary's own folder is private to this write: a writer may keep scratch files beside it.
+    On any exception the temporary is removed and ``path`` is untouched. A replaced folder (or a
+    folder replacing a file) is first renamed aside, so at every instant ``path`` is absent or
+    complete.
     """
     path = check_destination(path, overwrite)
     try:
@@ -46,20 +50,9 @@ def atomic_path(path, overwrite: bool = False, directory: bool = False):
     target = tmp if directory else tmp / path.name
     try:
         yield target
-        _default_permissions(tmp if directory else target)
-        if directory:
-            if path.exists():
-                old = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".old", dir=path.parent))
-                os.replace(path, old / "x")
-                try:
-                    os.replace(tmp, path)
-                except OSError:  # put the previous one back
-                    os.replace(old / "x", path)
-                    os.rmdir(old)
-                    raise
-                shutil.rmtree(old, ignore_errors=True)
-            else:
-                os.replace(tmp, path)
+        _default_permissions(target)
+        if target.is_dir():
+            _replace_folder(target, path)
         else:
             with open(target, "rb") as f:
                 os.fsync(f.fileno())
@@ -74,3 +67,20 @@ def atomic_path(path, overwrite: bool = False, directory: bool = False):
     finally:
         if tmp.exists():
             shutil.rmtree(tmp, ignore_errors=True)
+
+
+def _replace_folder(folder: Path, path: Path):
+    """Renames a complete ``folder`` to ``path``; whatever was at ``path`` is renamed aside
+    first and removed after (put back if the rename fails)."""
+    if not path.exists():
+        os.replace(folder, path)
+        return
+    old = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".old", dir=path.parent))
+    os.replace(path, old / "x")
+    try:
+        os.replace(folder, path)
+    except OSError:  # put the previous one back
+        os.replace(old / "x", path)
+        os.rmdir(old)
+        raise
+    shutil.rmtree(old, ignore_errors=True)

@@ -84,15 +84,28 @@ def read(path, architecture, allow_nonfinite=False) -> Checkpoint:
         flat = dict(flatten(tree))
     except RecursionError:
         raise InputFileError(f"{path}: nested too deeply to be a Flax state (expected a few levels)") from None
+    del tree  # ``flat`` holds the only references: consumed by ``from_native``, one tensor at a time
+    return from_native(flat, architecture, str(path), allow_nonfinite)
+
+
+def from_native(flat: dict, architecture, where: str, allow_nonfinite=False) -> Checkpoint:
+    """A checkpoint from NNX state paths ('a.b.kernel') -> arrays, as read from a file (``where``):
+    the head and variant read off the tensors, every tensor checked. Empties ``flat``."""
     for k, v in flat.items():
         if not isinstance(v, np.ndarray):
-            raise InputFileError(f"{path}: entry {k!r} is a {type(v).__name__}, not an array")
-    shapes = {ck: layout.canonical_shape(flat[nk].shape) for nk, (ck, layout) in plan("flax", flat, str(path)).items()}
-    num_classes, aux = infer_head(architecture, shapes, str(path))
-    ckpt = Checkpoint(architecture, {}, num_classes, aux, variant=infer_variant(architecture, shapes, aux))
-    del tree  # ``flat`` holds the only references: consumed below, one tensor at a time
-    ckpt.tensors = to_canonical("flax", flat, ckpt.expected_shapes(), str(path), allow_nonfinite, consume=True)
+            raise InputFileError(f"{where}: entry {k!r} is a {type(v).__name__}, not an array")
+    ckpt = checkpoint_for({k: v.shape for k, v in flat.items()}, architecture, where)
+    ckpt.tensors = to_canonical("flax", flat, ckpt.expected_shapes(), where, allow_nonfinite, consume=True)
     return ckpt
+
+
+def checkpoint_for(native_shapes: dict, architecture, where: str) -> Checkpoint:
+    """The (empty) checkpoint that NNX state paths of these shapes belong to: the head and the
+    variant read off them; each path must match one layout rule."""
+    shapes = {ck: layout.canonical_shape(native_shapes[nk]) for nk, (ck, layout) in
+              plan("flax", native_shapes, where).items()}
+    num_classes, aux = infer_head(architecture, shapes, where)
+    return Checkpoint(architecture, {}, num_classes, aux, variant=infer_variant(architecture, shapes, aux))
 
 
 def native_tensors(ckpt: Checkpoint) -> dict:

@@ -9,7 +9,7 @@ from __future__ import annotations
 import sys
 import time
 
-from . import flax_io, keras_io, neutral, presets, torch_io
+from . import flax_io, keras_archive, keras_io, neutral, orbax_io, presets, torch_io
 from .peers import fid_inception, keras_applications, pretrainedmodels, timm
 from .atomic import check_destination
 from .errors import BridgeError, InputFileError, WeightsMismatchError
@@ -19,7 +19,9 @@ FORMATS = {
     "safetensors": neutral,  # the neutral folder: model.safetensors + config.json
     "torch": torch_io,
     "flax": flax_io,
+    "orbax": orbax_io,  # a folder: Flax NNX state saved by Orbax's StandardCheckpointer
     "keras": keras_io,
+    "keras-archive": keras_archive,  # .keras: our Keras model, keras.saving.load_model's format
     # Peer libraries' own files, chosen with --from/--to: timm's state_dict and keras.applications
     # InceptionV3's / InceptionResNetV2's .weights.h5 / legacy .h5 / .keras.
     "timm": timm,
@@ -30,23 +32,26 @@ FORMATS = {
     "pytorch-fid": fid_inception,
     "torch-fidelity": fid_inception,
 }
-EXTENSIONS = ((".weights.h5", "keras"), (".pth", "torch"), (".pt", "torch"), (".msgpack", "flax"))
-# The file name ending each format's files take when the bridge names them ("" for a folder).
-SUFFIX = {"safetensors": ".neutral", "torch": ".pth", "flax": ".msgpack", "keras": ".weights.h5", "timm": ".pth",
-          "keras-applications": ".weights.h5", "pretrainedmodels": ".pth", "pytorch-fid": ".pth",
-          "torch-fidelity": ".pth"}
+EXTENSIONS = ((".weights.h5", "keras"), (".keras", "keras-archive"), (".pth", "torch"), (".pt", "torch"),
+              (".msgpack", "flax"), (".orbax", "orbax"))
+# The file (or folder) name ending each format's files take when the bridge names them.
+SUFFIX = {"safetensors": ".neutral", "torch": ".pth", "flax": ".msgpack", "orbax": ".orbax", "keras": ".weights.h5",
+          "keras-archive": ".keras", "timm": ".pth", "keras-applications": ".weights.h5", "pretrainedmodels": ".pth",
+          "pytorch-fid": ".pth", "torch-fidelity": ".pth"}
 
 
 def detect(path) -> str:
+    """The format of ``path`` by its name's ending, else by its layout (an Orbax folder), else
+    the neutral folder."""
     name = str(path).lower().rstrip("/")
     for ext, fmt in EXTENSIONS:
         if name.endswith(ext):
             return fmt
-    if name.endswith((".h5", ".keras")):
+    if name.endswith(".h5"):
         raise InputFileError(f"{path}: Keras weight files must end in .weights.h5 (Keras 3's weights format); "
                              f"a keras.applications InceptionV3 / InceptionResNetV2 file is read with "
                              f"--from keras-applications")
-    return "safetensors"
+    return "orbax" if orbax_io.is_checkpoint(path) else "safetensors"
 
 
 def _format(path, fmt):
@@ -57,9 +62,7 @@ def _format(path, fmt):
 
 
 def source_format(path, fmt=None) -> str:
-    """The format a source file is read as: ``fmt``, or by its name (a ``.keras`` archive is refused)."""
-    if not fmt and str(path).lower().rstrip("/").endswith(".keras"):
-        keras_io.refuse_archive(path)  # says why, without deserializing anything
+    """The format a source file is read as: ``fmt``, or by its name or layout."""
     return _format(path, fmt)
 
 
@@ -67,7 +70,7 @@ def read(path, fmt=None, architecture=None, allow_nonfinite=False, variant=None)
     """``variant`` names the checkpoint facts of a native file that cannot record them (a .pth
     holding a keras-variant Inception v3); a neutral folder's or a peer file's own must agree."""
     fmt = source_format(path, fmt)
-    if fmt != "safetensors" and not architecture:
+    if not architecture and not getattr(FORMATS[fmt], "RECORDS_ARCHITECTURE", False):
         raise BridgeError(f"{path}: a {fmt} file does not record its architecture; name it (--arch)")
     ckpt = FORMATS[fmt].read(path, architecture, allow_nonfinite=allow_nonfinite)
     if variant and variant != ckpt.variant:

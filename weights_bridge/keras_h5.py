@@ -108,9 +108,10 @@ def write(path, model, native) -> None:
                 g.create_dataset(str(i), data=native(f"{layer.name}/{var}"))
 
 
-def datasets(path) -> dict:
+def datasets(path, where=None) -> dict:
     """{dataset path: (shape, dtype, the layer name its group carries or None)}, read with h5py
-    only (nothing is deserialized)."""
+    only (nothing is deserialized). ``path``: a file or a binary file object; errors name
+    ``where`` (default ``path``)."""
     import h5py
 
     out = {}
@@ -124,11 +125,11 @@ def datasets(path) -> dict:
         with h5py.File(path, "r") as f:
             f.visititems(visit)
     except (OSError, ValueError, RuntimeError) as e:
-        raise InputFileError(f"{path}: not a readable HDF5 file ({' '.join(str(e).split())})") from None
+        raise InputFileError(f"{where or path}: not a readable HDF5 file ({' '.join(str(e).split())})") from None
     return out
 
 
-def read(path, dataset_keys) -> dict:
+def read(path, dataset_keys, where=None) -> dict:
     """{native key: array} from the datasets named in ``dataset_keys`` (dataset path -> native key)."""
     import h5py
 
@@ -138,5 +139,5 @@ def read(path, dataset_keys) -> dict:
             for ds, key in dataset_keys.items():
                 out[key] = f[ds][()]
     except (OSError, ValueError, RuntimeError, KeyError) as e:
-        raise InputFileError(f"{Path(path)}: not a readable HDF5 file ({' '.join(str(e).split())})") from None
+        raise InputFileError(f"{where or Path(path)}: not a readable HDF5 file ({' '.join(str(e).split())})") from None
     return out

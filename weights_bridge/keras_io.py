@@ -8,7 +8,6 @@ becomes a Keras model.
 """
 from __future__ import annotations
 
-import json
 import zipfile
 from pathlib import Path
 
@@ -21,47 +20,11 @@ from impls.spec.tensors import canonical_shapes
 from . import keras_h5
 from .atomic import atomic_path
 from .checkpoint import Checkpoint, check_architecture
-from .errors import InputFileError, UnsafeInputError, WeightsMismatchError
+from .errors import InputFileError, WeightsMismatchError
 from .layouts import canonical_key
 from .mapping import fail, native_plan, to_canonical, to_native
 
 SUFFIX = ".weights.h5"
-CODE_LAYERS = ("Lambda", "TFOpLambda")
-
-
-def refuse_archive(path):
-    """Always raises: a ``.keras`` archive (model config + weights) is never deserialized. Its
-    config.json is scanned as plain JSON only to say whether it holds code (Lambda layers)."""
-    path = Path(path)
-    if not path.is_file():
-        raise InputFileError(f"{path}: {'is a folder, not a file' if path.is_dir() else 'no such file'}")
-    lambdas = []
-    try:
-        with zipfile.ZipFile(path) as z:
-            info = z.getinfo("config.json")
-            if info.file_size <= 64 << 20:
-                code_layers(json.loads(z.read(info).decode("utf-8")), lambdas)
-    except (zipfile.BadZipFile, KeyError, OSError, ValueError, RecursionError, EOFError):
-        pass  # not a readable archive: refused below all the same
-    if lambdas:
-        raise UnsafeInputError(f"{path}: refused: a .keras archive with Lambda layer {lambdas[0]!r} (Python code, "
-                               f"expected none); only {SUFFIX} weight files are read, never a whole model")
-    raise InputFileError(f"{path}: a .keras archive (whole model) is not read, expected a {SUFFIX} weights file "
-                         f"(model.save_weights)")
-
-
-def code_layers(node, out):
-    """Appends to ``out`` the name of every layer in a Keras config (parsed JSON) that holds
-    Python code (``CODE_LAYERS``), without deserializing anything."""
-    if isinstance(node, dict):
-        if node.get("class_name") in CODE_LAYERS:
-            out.append((node.get("config") or {}).get("name", node["class_name"])
-                       if isinstance(node.get("config"), dict) else node["class_name"])
-        for v in node.values():
-            code_layers(v, out)
-    elif isinstance(node, list):
-        for v in node:
-            code_layers(v, out)
 
 
 def native_key(variable) -> str:
@@ -134,7 +97,7 @@ def _by_layer(found: dict) -> dict:
     return out
 
 
-def _peek_head(path: Path, architecture, by_layer: dict, found: dict):
+def _peek_head(path, architecture, by_layer: dict, found: dict):
     """(num_classes, aux_logits): the classifier layer's (in, out) kernel and whether any layer
     of an aux head is present."""
     spec = model_spec(architecture)
@@ -179,22 +142,29 @@ def read(path, architecture, allow_nonfinite=False) -> Checkpoint:
     if not path.is_file():
         raise InputFileError(f"{path}: {'is a folder, not a file' if path.is_dir() else 'no such file'}")
     if zipfile.is_zipfile(path):
-        refuse_archive(path)
-    check_architecture(architecture, str(path))
-    found = keras_h5.datasets(path)
+        raise InputFileError(f"{path}: a zip archive (a whole Keras model), not a {SUFFIX} weights file: "
+                             f"name it .keras or read it with --from keras-archive")
+    return read_weights(path, architecture, str(path), allow_nonfinite)
+
+
+def read_weights(source, architecture, where: str, allow_nonfinite=False) -> Checkpoint:
+    """A checkpoint from our Keras model's weights file ``source`` (a path, or a binary file
+    object: a .keras archive's model.weights.h5); errors name ``where``."""
+    check_architecture(architecture, where)
+    found = keras_h5.datasets(source, where)
     if not found:
-        raise InputFileError(f"{path}: holds no weights")
+        raise InputFileError(f"{where}: holds no weights")
     by_layer = _by_layer(found)
-    num_classes, aux = _peek_head(path, architecture, by_layer, found)
+    num_classes, aux = _peek_head(where, architecture, by_layer, found)
     model = keras_h5.unbuilt_model(architecture, num_classes, aux)
     expected = _expected(model)
     for variant in tensor_variants(architecture, aux):  # a variant with other tensors, if the file has its layout
         other = keras_h5.unbuilt_model(architecture, num_classes, aux, variant)
         if set(by_layer) != set(expected) and set(by_layer) == set(_expected(other)):
             model, expected = other, _expected(other)
-    _check_layout(path, found, by_layer, expected, architecture)
+    _check_layout(where, found, by_layer, expected, architecture)
     keys = {by_layer[at]: key for at, (key, _) in expected.items()}
-    return _checkpoint(keras_h5.read(path, keys), model, architecture, allow_nonfinite, where=str(path))
+    return _checkpoint(keras_h5.read(source, keys, where), model, architecture, allow_nonfinite, where=where)
 
 
 def load_weights(model, path, what: str):

@@ -23,6 +23,7 @@ MAX_CONFIG_BYTES = 1 << 20
 MAX_HEADER_BYTES = 100 << 20  # safetensors' own limit
 MAX_CLASSES = 1 << 20
 RECORDS_VARIANT = True  # the file fixes the checkpoint variant: --variant must agree with it
+RECORDS_ARCHITECTURE = True  # config.json names it: --arch is optional, and must agree
 
 
 def _folder(path) -> Path:

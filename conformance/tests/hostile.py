@@ -1,7 +1,7 @@
 """The material the hostile-input tests derive every bad file from, and the checks they share.
 
-One seeded GoogLeNet checkpoint (``googlenet_pth``) is converted to the valid neutral and Flax
-files; each case edits a copy. ``refused`` is the contract: the documented exception type, a
+One seeded GoogLeNet checkpoint (``googlenet_pth``) is converted to the valid neutral, Flax and
+Orbax files; each case edits a copy (Orbax folders are re-saved by Orbax itself). ``refused`` is the contract: the documented exception type, a
 one-line message naming the source path and what was expected versus found, and the folder
 unchanged afterwards (hidden temporaries included).
 """
@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import struct
 import zipfile
 from pathlib import Path
@@ -18,7 +19,8 @@ import pytest
 import torch
 
 import weights_bridge as wb
-from weights_bridge import neutral
+from weights_bridge import keras_config, neutral
+from weights_bridge.checkpoint import Checkpoint
 
 ARCH = "googlenet"
 FC = "fc.bias"
@@ -42,6 +44,8 @@ class Material:
         self.tensors = {k: v for k, v in wb.read(self.neutral).tensors.items()}
         self.msgpack = root / "valid.msgpack"
         wb.convert(pth, self.msgpack, ARCH)
+        self.orbax = root / "valid.orbax"
+        wb.convert(pth, self.orbax, ARCH)
 
     def safetensors(self, header: dict, data: bytes = None) -> bytes:
         text = json.dumps(header).encode()
@@ -122,16 +126,74 @@ class ShellPayload:
 
 
 def keras_archive(d: Path, lambda_layer: bool):
-    layers = [{"class_name": "InputLayer", "config": {"name": "input"}},
-              {"class_name": "Lambda" if lambda_layer else "Dense",
-               "config": {"name": "evil" if lambda_layer else "dense",
-                          "function": {"class_name": "__lambda__", "config": {"code": "payload"}}}}]
-    path = d / ("lambda.keras" if lambda_layer else "plain.keras")
+    """A Keras Sequential model's archive, with a Lambda layer holding code or a plain Dense."""
+    layers = [{"module": "keras.layers", "class_name": "InputLayer", "config": {"name": "input"}, "registered_name": None},
+              {"module": "keras.layers", "class_name": "Lambda", "registered_name": None,
+               "config": {"name": "evil", "function": {"class_name": "__lambda__", "config": {"code": "payload"}}}}
+              if lambda_layer else
+              {"module": "keras.layers", "class_name": "Dense", "config": {"name": "dense"}, "registered_name": None}]
+    config = {"module": "keras", "class_name": "Sequential", "config": {"layers": layers}, "registered_name": None}
+    return zip_archive(d / ("lambda.keras" if lambda_layer else "plain.keras"), config)
+
+
+def model_config(**changes) -> dict:
+    """The config.json of our Keras GoogLeNet (as ``model.save`` writes it), with top-level changes."""
+    return {**keras_config.model_config(Checkpoint(ARCH, {})), **changes}
+
+
+def zip_archive(path: Path, config, weights: bytes = b"", extra=None, truncate=False):
+    """A .keras zip: metadata.json, config.json (an object, or text as it is), model.weights.h5."""
     with zipfile.ZipFile(path, "w") as z:
-        z.writestr("metadata.json", json.dumps({"keras_version": "3.0.0"}))
-        z.writestr("config.json", json.dumps({"class_name": "Sequential", "config": {"layers": layers}}))
-        z.writestr("model.weights.h5", b"")
+        z.writestr("metadata.json", json.dumps({"keras_version": "3.15.1"}))
+        z.writestr("config.json", config if isinstance(config, str) else json.dumps(config))
+        z.writestr("model.weights.h5", weights)
+        for name, data in (extra or {}).items():
+            z.writestr(name, data)
+    if truncate:
+        path.write_bytes(path.read_bytes()[: path.stat().st_size // 2])
     return path
+
+
+# ----------------------------------------------------------------------------- Orbax folders
+
+def orbax_copy(d: Path, m: Material, edit=None, name="ckpt.orbax"):
+    """A copy of the valid Orbax folder, ``edit(folder)`` applied to its files."""
+    dst = d / name
+    shutil.copytree(m.orbax, dst)
+    if edit:
+        edit(dst)
+    return dst
+
+
+def orbax_tree(d: Path, m: Material, edit, name="ckpt.orbax", keep_metadata=False):
+    """An Orbax folder saved by Orbax (``StandardCheckpointer``) from the valid state with its
+    leaves ({'fc.bias.value': array}) edited; ``keep_metadata``: then given the valid _METADATA."""
+    import orbax.checkpoint as ocp
+
+    from weights_bridge import flax_io
+
+    leaves = dict(flax_io.flatten(ocp.StandardCheckpointer().restore(m.orbax.resolve())))
+    edit(leaves)
+    checkpointer = ocp.StandardCheckpointer()
+    checkpointer.save((d / name).resolve(), flax_io.nest(leaves))
+    checkpointer.wait_until_finished()
+    if keep_metadata:
+        shutil.copy(m.orbax / "_METADATA", d / name / "_METADATA")
+    return d / name
+
+
+def edit_json(path: Path, edit):
+    data = json.loads(path.read_text())
+    edit(data)
+    path.write_text(json.dumps(data))
+
+
+def truncate(path: Path):
+    path.write_bytes(path.read_bytes()[: path.stat().st_size // 2])
+
+
+def largest_file(folder: Path) -> Path:
+    return max((p for p in folder.rglob("*") if p.is_file()), key=lambda p: p.stat().st_size)
 
 
 def write(path: Path, data: bytes):

@@ -45,6 +45,28 @@ def test_six_directions_are_bit_identical(pool, googlenet_pth, tmp_path):
     _assert_identical(original, _load(tmp_path / "d.pth"))  # torch -> keras -> flax -> torch
 
 
+def test_six_directions_with_orbax_and_keras_archives_are_bit_identical(pool, googlenet_pth, tmp_path):
+    """Every ordered pair of torch, an Orbax folder and a .keras archive, and each new format to
+    and from its framework's other one (.msgpack, .weights.h5); Keras in the Keras worker."""
+    src, t = googlenet_pth, tmp_path
+    steps = [
+        (src, t / "a.orbax"), (src, t / "a.keras"),  # torch -> orbax, torch -> archive
+        (t / "a.orbax", t / "b.keras"), (t / "a.keras", t / "b.orbax"),  # orbax -> archive -> orbax
+        (t / "b.keras", t / "c.pth"), (t / "b.orbax", t / "d.pth"),  # archive -> torch, orbax -> torch
+        (t / "a.orbax", t / "e.msgpack"), (t / "e.msgpack", t / "e.orbax"), (t / "e.orbax", t / "e.pth"),
+        (t / "a.keras", t / "f.weights.h5"), (t / "f.weights.h5", t / "f.keras"), (t / "f.keras", t / "f.pth"),
+    ]
+    for a, b in steps:
+        if ".keras" in f"{a}{b}" or ".weights.h5" in f"{a}{b}":
+            pool.request("keras-tensorflow", "convert", src=str(a), dst=str(b), architecture="googlenet")
+        else:
+            wb.convert(a, b, "googlenet")
+    original = _load(src)
+    for name in ("c.pth", "d.pth", "e.pth", "f.pth"):
+        _assert_identical(original, _load(t / name))
+    assert wb.detect(t / "a.orbax") == "orbax" and wb.detect(t / "a.keras") == "keras-archive"
+
+
 def test_neutral_round_trip_and_torchvision_strict_load(googlenet_pth, tmp_path):
     import torchvision
 

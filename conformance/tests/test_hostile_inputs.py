@@ -16,8 +16,8 @@ import pytest
 import torch
 
 import weights_bridge as wb
-from .hostile import (ARCH, FC, Material, ShellPayload, flax_file, keras_archive, listing, mkdir, neutral_dir,
-                      other_model_flax, poisoned, refused, torch_file, with_tensors, write)
+from .hostile import (ARCH, FC, Material, ShellPayload, flax_file, listing, mkdir, neutral_dir, other_model_flax,
+                      poisoned, refused, torch_file, with_tensors, write)
 
 
 # name -> builder(d, material) returning (src, expected exception, needles in the message[, convert kwargs]).
@@ -194,11 +194,7 @@ CORPUS = {
         ["'fc.blob'", "matched 0 layout rules (expected exactly 1)"]),
     "msgpack: leaf not an array": lambda d, m: (
         flax_file(d, m, lambda t: t["fc"].update(bias="code")), wb.InputFileError, ["'fc.bias'", "not an array"]),
-    # -- Keras files refused before Keras is imported -------------------------------------------
-    ".keras archive with a Lambda layer": lambda d, m: (
-        keras_archive(d, True), wb.UnsafeInputError, ["Lambda layer 'evil'", "expected none", ".weights.h5"]),
-    ".keras archive without code": lambda d, m: (
-        keras_archive(d, False), wb.InputFileError, [".keras archive", "expected a .weights.h5"]),
+    # -- Keras files refused before Keras is imported (.keras archives: test_hostile_formats.py) ----
     ".h5 that is not .weights.h5": lambda d, m: (
         write(d / "legacy.h5", b"\x89HDF\r\n"), wb.InputFileError, ["must end in .weights.h5"]),
     ".weights.h5: empty file": lambda d, m: (

@@ -1,10 +1,12 @@
-"""Hostile Keras weight files (in one subprocess: the pytest process never imports keras or
-tensorflow) and the CLI's exit codes and one-line messages for bad input.
+"""Hostile Keras weight files and .keras archives whose weights must be read (in one subprocess: the
+pytest process never imports keras or tensorflow) and the CLI's exit codes and one-line messages
+for bad input.
 """
 from __future__ import annotations
 
 import json
 import pickle
+import shutil
 
 import numpy as np
 import pytest
@@ -12,7 +14,8 @@ import torch
 
 from .helpers import run_cli, run_python
 from .hostile import (
-    ARCH, FC, ShellPayload, keras_archive, listing, mkdir, neutral_dir, write)
+    ARCH, FC, ShellPayload, keras_archive, largest_file, listing, mkdir, model_config, neutral_dir, orbax_copy, truncate,
+    write, zip_archive)
 
 
 # ----------------------------------------------------------------------------- Keras (one subprocess)
@@ -67,6 +70,48 @@ KERAS_CASES = {
 }
 
 
+def _head(**fields):
+    return lambda config: config["config"].update(fields)
+
+
+def _half(raw: bytes) -> bytes:
+    return raw[: len(raw) // 2]
+
+
+# .keras archives of our model around the valid weights: (config edit, weights edit (an h5py edit
+# of the file, or bytes -> bytes), exception, needles).
+ARCHIVE_CASES = {
+    ".keras archive: config.json lies about num_classes": (
+        _head(num_classes=10), None, "WeightsMismatchError",
+        ["config.json says num_classes=10", "num_classes=1000", "'fc/kernel'", "(1024, 1000)"]),
+    ".keras archive: config.json lies about aux_logits": (
+        _head(aux_logits=False), None, "WeightsMismatchError", ["aux_logits=False", "holds", "aux_logits=True"]),
+    ".keras archive: truncated model.weights.h5": (
+        None, _half, "InputFileError", ["(model.weights.h5)", "not a readable HDF5 file"]),
+    ".keras archive: missing layer in model.weights.h5": (
+        None, _drop_block, "WeightsMismatchError", ["(model.weights.h5)", "missing 'conv2-conv/kernel'"]),
+    ".keras archive: misshapen variable in model.weights.h5": (
+        None, KERAS_CASES[".weights.h5: wrong shape"][0], "WeightsMismatchError",
+        ["(model.weights.h5)", "(conv2-bn/gamma)", "(63,)", "expected (64,)"]),
+}
+
+
+def _archive(d, keras_file, config_edit, weights_edit):
+    import h5py
+
+    config = model_config()
+    if config_edit:
+        config_edit(config)
+    weights = d / "w.h5"
+    shutil.copy(keras_file, weights)
+    if weights_edit and weights_edit is not _half:
+        with h5py.File(weights, "r+") as f:
+            weights_edit(f)
+    raw = weights.read_bytes()
+    weights.unlink()
+    return zip_archive(d / "bad.keras", config, _half(raw) if weights_edit is _half else raw)
+
+
 @pytest.fixture(scope="module")
 def keras_file(material):
     path = material.root / "valid.weights.h5"
@@ -74,9 +119,7 @@ def keras_file(material):
     return path
 
 
-def test_keras_weight_files_with_wrong_layers(keras_file, tmp_path):
-    import shutil
-
+def test_keras_files_with_wrong_layers(keras_file, tmp_path):
     import h5py
 
     srcs = {}
@@ -86,10 +129,13 @@ def test_keras_weight_files_with_wrong_layers(keras_file, tmp_path):
         shutil.copy(keras_file, srcs[case])
         with h5py.File(srcs[case], "r+") as f:
             edit(f)
+    for i, (case, (config_edit, weights_edit, _, _)) in enumerate(ARCHIVE_CASES.items()):
+        srcs[case] = _archive(mkdir(tmp_path / f"archive{i}"), keras_file, config_edit, weights_edit)
     line = [ln for ln in run_python(KERAS_SCRIPT, *srcs.values()).splitlines() if ln.startswith("RESULT ")]
     assert line
     results = json.loads(line[0][len("RESULT "):])
-    for case, (_, error, needles) in KERAS_CASES.items():
+    cases = {**{c: v[1:] for c, v in KERAS_CASES.items()}, **{c: v[2:] for c, v in ARCHIVE_CASES.items()}}
+    for case, (error, needles) in cases.items():
         r = results[str(srcs[case])]
         assert r["error"] == error, (case, r)
         assert str(srcs[case]) in r["message"] and all(n in r["message"] for n in needles), (case, r["message"])
@@ -115,6 +161,7 @@ def test_cli_exit_codes_and_one_line(material, tmp_path):
     bf16 = neutral_dir(mkdir(tmp_path / "b"), material,
                     torch_arrays={k: torch.from_numpy(v).to(torch.bfloat16) for k, v in material.tensors.items()})
     lam = keras_archive(tmp_path, True)
+    torn = orbax_copy(tmp_path, material, lambda f: truncate(largest_file(f)))  # tensorstore fails mid-read
     exists = write(tmp_path / "exists.pth", b"previous")
     before = listing(tmp_path)
     out = tmp_path / "out.pth"
@@ -123,6 +170,7 @@ def test_cli_exit_codes_and_one_line(material, tmp_path):
     _one_line(run_cli("convert", corrupt, out, "--quiet"), 3, str(corrupt), "out of range")
     _one_line(run_cli("convert", bf16, out, "--quiet"), 5, "dtype BF16, expected F32")
     _one_line(run_cli("convert", lam, out, *q), 4, "Lambda layer 'evil'")
+    _one_line(run_cli("convert", torn, out, *q), 3, str(torn), "unreadable data")
     _one_line(run_cli("convert", material.pth, exists, *q), 6, "already exists")
     _one_line(run_cli("convert", material.pth, out, "--quiet"), 2, "--arch")
     # inspect reads through the same readers: the same refusals, the same exit codes
@@ -145,6 +193,7 @@ def test_unknown_architecture_is_a_usage_error(args):
 
 
 def test_corpus_size():
+    from .test_hostile_formats import CASES
     from .test_hostile_inputs import CORPUS, OUTPUT_CASES
 
-    assert len(CORPUS) + len(KERAS_CASES) + len(OUTPUT_CASES) >= 30
+    assert len(CORPUS) + len(CASES) + len(KERAS_CASES) + len(ARCHIVE_CASES) + len(OUTPUT_CASES) >= 30

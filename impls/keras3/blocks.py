@@ -11,7 +11,8 @@ from keras import layers, ops
 
 from ..spec import blocks as B
 from ..spec import layers as L
-from .layers import LRN, AdaptiveAvgPool, AvgPool, ConvBlock, Flatten, GlobalAvgPool, Linear, MaxPool, ReLU
+from .layers import (LRN, AdaptiveAvgPool, AvgPool, ConvBlock, Flatten, FromSpec, GlobalAvgPool, Linear, MaxPool, ReLU,
+                     serializable)
 
 
 def call_chain(layer_list, x, training):
@@ -21,13 +22,15 @@ def call_chain(layer_list, x, training):
     return x
 
 
-class Sequence(layers.Layer):
+@serializable
+class Sequence(FromSpec, layers.Layer):
     """torch's ``nn.Sequential``: steps named ``<name>-<step>``. Named steps (an aux head's
     ``conv``, ``fc1``) are attributes of that name, positional ones ('0', '1', ...) the list
     ``items``: the attribute paths Keras's weight files use."""
 
     def __init__(self, spec: B.Sequential, **kwargs):
         super().__init__(**kwargs)
+        self.spec = spec
         self.step_names = tuple(step for step, _ in spec.steps)
         built = [build(node, f"{self.name}-{step}") for step, node in spec.steps]
         if all(step.isdigit() for step in self.step_names):
@@ -44,12 +47,14 @@ class Sequence(layers.Layer):
         return call_chain(self.ordered(), x, training)
 
 
-class BranchBlock(layers.Layer):
+@serializable
+class BranchBlock(FromSpec, layers.Layer):
     """Parallel paths concatenated on channels: each step a sublayer named ``<block>-<step>``
     (e.g. ``Mixed_7b-branch3x3_2a``), looked up by the step's name."""
 
     def __init__(self, spec: B.Branches, **kwargs):
         super().__init__(**kwargs)
+        self.spec = spec
         self.paths = spec.paths
         children = spec.children()
         # Sublayers in a list (Keras tracks it) looked up by step name. Method names avoid
@@ -72,6 +77,7 @@ class BranchBlock(layers.Layer):
         return ops.concatenate([self.run_branch(p, x, training) for p in self.paths], axis=-1)
 
 
+@serializable
 class Residual(BranchBlock):
     """timm's Block35 / Block17 / Block8: ``act(conv2d(concat(branches)) * scale + x)``."""
 

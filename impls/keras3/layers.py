@@ -4,13 +4,31 @@ Every layer is named by its canonical (torch) module path with '-' for '.', e.g.
 ``inception3a-branch2-1-conv`` (the torch backend forbids '.' in variable paths; no torch
 module name contains '-'), so a variable's canonical tensor name follows from its layer name. Padding is always explicit
 (``ops.pad`` + 'valid'): Keras 'same' would pad the extra pixel on the bottom/right at stride 2.
+Every layer is registered with Keras (package "inception_bridge") and has a config of plain data
+(a spec node through ``impls.spec.serial``), so a model holding them saves and loads by name.
 """
 from __future__ import annotations
 
 import numpy as np
-from keras import layers, ops
+from keras import layers, ops, saving
 
 from ..spec import layers as L
+from ..spec.registry import SERIALIZATION_PACKAGE
+from ..spec.serial import from_data, to_data
+
+serializable = saving.register_keras_serializable(package=SERIALIZATION_PACKAGE)
+
+
+class FromSpec:
+    """``get_config``/``from_config`` of a layer made from one spec node, ``cls(spec, **kwargs)``."""
+
+    def get_config(self):
+        return {**super().get_config(), "spec": to_data(self.spec)}
+
+    @classmethod
+    def from_config(cls, config):
+        config = dict(config)
+        return cls(from_data(config.pop("spec")), **config)
 
 
 def _mean(x, axis, keepdims=False):
@@ -20,6 +38,7 @@ def _mean(x, axis, keepdims=False):
     return ops.divide(ops.sum(x, axis=axis, keepdims=keepdims), n)
 
 
+@serializable
 class BatchNorm(layers.BatchNormalization):
     """Keras BatchNormalization (same variables, names, momentum rule and ``trainable=False``
     behaviour) with PyTorch's accuracy in train mode. On the TF backend, batch moments are one
@@ -54,15 +73,21 @@ class BatchNorm(layers.BatchNormalization):
         return out + self.beta if self.center else out
 
 
+@serializable
 class ConvBlock(layers.Layer):
     def __init__(self, in_channels, out_channels, kernel_size=1, stride=1, padding=0, batch_norm=True, eps=1e-3,
                  bias=None, **kwargs):
         super().__init__(**kwargs)
+        self.arguments = dict(in_channels=in_channels, out_channels=out_channels, kernel_size=kernel_size,
+                              stride=stride, padding=padding, batch_norm=batch_norm, eps=eps, bias=bias)
         self.padding = L.pair(padding)
         self.conv = layers.Conv2D(out_channels, L.pair(kernel_size), L.pair(stride), padding="valid",
                                   use_bias=not batch_norm if bias is None else bias, name=f"{self.name}-conv")
         # Keras momentum 0.9 == torch momentum 0.1 (Keras weights the old statistic).
         self.bn = BatchNorm(momentum=0.9, epsilon=eps, name=f"{self.name}-bn") if batch_norm else None
+
+    def get_config(self):
+        return {**super().get_config(), **self.arguments}
 
     def call(self, x, training=False):
         ph, pw = self.padding
@@ -83,7 +108,8 @@ def _pads(shape, spec):
             for i in range(2)]
 
 
-class MaxPool(layers.Layer):
+@serializable
+class MaxPool(FromSpec, layers.Layer):
     def __init__(self, spec: L.MaxPool, **kwargs):
         super().__init__(**kwargs)
         self.spec = spec
@@ -95,7 +121,8 @@ class MaxPool(layers.Layer):
         return ops.max_pool(x, self.spec.kernel_size, self.spec.stride, padding="valid")
 
 
-class AvgPool(layers.Layer):
+@serializable
+class AvgPool(FromSpec, layers.Layer):
     def __init__(self, spec: L.AvgPool, **kwargs):
         super().__init__(**kwargs)
         self.spec = spec
@@ -123,7 +150,8 @@ def _window_sum(a, kernel, stride):
                      for i in range(oh)], "float32")[None, :, :, None]
 
 
-class AdaptiveAvgPool(layers.Layer):
+@serializable
+class AdaptiveAvgPool(FromSpec, layers.Layer):
     def __init__(self, spec: L.AdaptiveAvgPool, **kwargs):
         super().__init__(**kwargs)
         self.spec = spec
@@ -135,12 +163,14 @@ class AdaptiveAvgPool(layers.Layer):
                           for r0, r1 in rows], axis=1)
 
 
+@serializable
 class GlobalAvgPool(layers.Layer):
     def call(self, x):
         return _mean(x, (1, 2))
 
 
-class LRN(layers.Layer):
+@serializable
+class LRN(FromSpec, layers.Layer):
     def __init__(self, spec: L.LRN, **kwargs):
         super().__init__(**kwargs)
         self.spec = spec
@@ -152,6 +182,7 @@ class LRN(layers.Layer):
         return x / ops.power(s.k + (s.alpha / s.size) * window, s.beta)
 
 
+@serializable
 class Flatten(layers.Layer):
     """(N, H, W, C) -> (N, C*H*W) in (C, H, W) order, as torch flattens: the dense weights after
     it are shared without permutation."""
@@ -160,11 +191,13 @@ class Flatten(layers.Layer):
         return ops.reshape(ops.transpose(x, (0, 3, 1, 2)), (-1, x.shape[1] * x.shape[2] * x.shape[3]))
 
 
+@serializable
 class ReLU(layers.Layer):
     def call(self, x):
         return ops.relu(x)
 
 
+@serializable
 class Linear(layers.Dense):
     """``Dense`` computing ``x @ kernel + bias`` with ``ops.einsum``: Keras's ``ops.matmul`` on
     the torch backend computes in float32 whatever the inputs (its dtype promotion maps 64-bit

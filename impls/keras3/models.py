@@ -6,7 +6,12 @@ spec, one class per architecture.
 
 Padding is explicit everywhere (torch's convention), so the model needs static spatial sizes: it
 is built for ``input_size`` (the architecture's native size by default; ``None`` leaves it
-unbuilt, for the weights bridge's layout walk)."""
+unbuilt, for the weights bridge's layout walk).
+
+Every model and layer class is registered with Keras (package "inception_bridge"), so
+``model.save("x.keras")`` and, after ``import impls.keras3``, ``keras.saving.load_model("x.keras")``
+(safe mode, no ``custom_objects``) work on every backend: a model's config is its architecture,
+the ``model_spec`` keywords and the input size, and loading rebuilds it from the spec."""
 from __future__ import annotations
 
 import numpy as np
@@ -14,7 +19,7 @@ import keras
 from keras import ops
 
 from ..spec import ModelSpec, model_spec
-from ..spec.registry import check, model_classes
+from ..spec.registry import SERIALIZATION_PACKAGE, check, model_classes, spec_arguments
 from .blocks import build
 from .layers import spatial_mean
 
@@ -32,6 +37,7 @@ class Placeholder(keras.initializers.Initializer):
         return np.zeros(shape, dtype or keras.config.floatx())
 
 
+@keras.saving.register_keras_serializable(package=SERIALIZATION_PACKAGE)
 class SpecModel(keras.Model):
     """``model(x, training=True)`` uses batch statistics and returns the spec's named tuple when
     aux heads exist; ``training=False`` returns the logits. ``initialize=False`` creates the
@@ -48,8 +54,21 @@ class SpecModel(keras.Model):
                     if hasattr(layer, attr):
                         setattr(layer, attr, Placeholder())
         size = spec.config.input_size[-1] if input_size == NATIVE else input_size
+        self.input_size = size
         if size:
             self.build((None, size, size, 3))
+
+    def get_config(self):
+        """Plain data that rebuilds this model (``from_config``): the architecture, the spec's
+        keywords (``impls.spec.registry.spec_arguments``), the input size it was built for."""
+        return {"name": self.name, "input_size": self.input_size, "architecture": self.spec.arch,
+                **spec_arguments(self.spec)}
+
+    @classmethod
+    def from_config(cls, config):
+        kwargs = dict(config)
+        arch, size, name = kwargs.pop("architecture"), kwargs.pop("input_size"), kwargs.pop("name", None)
+        return SpecModel(model_spec(arch, **kwargs), input_size=size, name=name)
 
     def build(self, input_shape):
         """Creates every variable, aux heads included, by a symbolic (shape-only) pass; on the
@@ -95,8 +114,18 @@ class Architecture(SpecModel):
                          name=name or self.arch)
 
 
-# Named in the package (impls.torch_nn.GoogLeNet, ...), where pickle finds them too.
-MODELS = model_classes(Architecture, __package__)
+    @classmethod
+    def from_config(cls, config):
+        kwargs = dict(config)
+        if kwargs.pop("architecture", cls.arch) != cls.arch:
+            raise ValueError(f"{cls.__name__} builds {cls.arch!r}, the config names {config['architecture']!r}")
+        return cls(**kwargs)
+
+
+# Named in the package (impls.torch_nn.GoogLeNet, ...), where pickle finds them too; registered
+# with Keras by that name ("inception_bridge>GoogLeNet").
+MODELS = {arch: keras.saving.register_keras_serializable(package=SERIALIZATION_PACKAGE)(cls)
+          for arch, cls in model_classes(Architecture, __package__).items()}
 
 
 def create_model(arch: str, **kwargs) -> Architecture:

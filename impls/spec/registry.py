@@ -7,9 +7,13 @@ from functools import lru_cache
 from typing import Callable, Tuple
 
 from . import bn_inception, googlenet, inception_resnet_v2, inception_v3, inception_v4
+from .layers import Dropout
 from .model import ModelSpec
 from .tensors import canonical_shapes
 
+# The package our classes are registered under where a framework saves them by name (Keras's
+# ``register_keras_serializable``: "inception_bridge>GoogLeNet"); readers check names against it.
+SERIALIZATION_PACKAGE = "inception_bridge"
 
 
 @dataclass(frozen=True)
@@ -50,6 +54,31 @@ def model_classes(base: type, module: str) -> dict:
     classes, so adding an architecture here adds it to every framework."""
     return {arch: type(entry.class_name, (base,), {"arch": arch, "__module__": module, "__qualname__": entry.class_name})
             for arch, entry in ARCHITECTURES.items()}
+
+
+def spec_arguments(spec: ModelSpec) -> dict:
+    """The ``model_spec`` keywords that rebuild ``spec`` (one ``model_spec`` made, or
+    ``transfer.with_num_classes`` of one): what a saved model records so that loading it builds
+    the same network. Dropout rates are read off the nodes. ValueError if none rebuild it."""
+    def rates(nodes):
+        found, stack = set(), list(nodes)
+        while stack:
+            node = stack.pop()
+            if isinstance(node, Dropout):
+                found.add(node.rate)
+            stack += [child for _, child in node.children()]
+        return found
+
+    args = {"variant": spec.variant, "num_classes": spec.num_classes, "aux_logits": bool(spec.aux_heads),
+            "transform_input": spec.transform_input}
+    for key, found in (("dropout", rates(node for _, node in spec.stages)),
+                       ("dropout_aux", rates(head for _, head in spec.aux_heads.values()))):
+        if len(found) == 1:
+            args[key] = found.pop()
+    if model_spec(spec.arch, **args) != spec:
+        raise ValueError(f"{spec.arch}: this spec is not one model_spec builds from keywords ({args}); "
+                         f"it cannot be saved as a configuration")
+    return args
 
 
 def variants(arch: str):

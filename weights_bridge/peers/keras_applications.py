@@ -34,7 +34,8 @@ import numpy as np
 from ..atomic import atomic_path
 from ..checkpoint import Checkpoint, check_architecture
 from ..errors import InputFileError, UnsafeInputError
-from ..keras_io import code_layers, load_weights
+from ..keras_config import code_layers
+from ..keras_io import load_weights
 from ..mapping import check_canonical
 from .keras_walker import Walker, fail
 
