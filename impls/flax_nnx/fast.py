@@ -23,7 +23,7 @@ from flax import nnx
 
 from ..spec import blocks as B
 from .blocks import BranchBlock, Residual, Sequential
-from .layers import ConvBlock
+from .layers import ConvBlock, linear_parts, spatial_mean
 
 
 def _np64(v):
@@ -153,6 +153,10 @@ class FastModel(nnx.Module):
         cfg = self.spec.config
         if self.spec.transform_input:
             x = x * jnp.asarray(cfg.transform_scale, x.dtype) + jnp.asarray(cfg.transform_shift, x.dtype)
+        if self.spec.features:  # a feature extractor: the same named tuple as the model's
+            stages = dict(zip((name for name, _ in self.spec.stages), self.stages))
+            return self.spec.forward_features(x, lambda name, v: stages[name](v), spatial_mean,
+                                              lambda name, v: linear_parts(stages[name], v))
         for stage in self.stages:
             x = stage(x)
         return x

@@ -83,6 +83,17 @@ class GlobalAvgPool(nnx.Module):
         return x.mean(axis=(1, 2))
 
 
+def spatial_mean(x):
+    """N x H x W x C -> N x C (a feature extractor's pooled features); an already pooled N x C as it is."""
+    return x if x.ndim == 2 else x.mean(axis=(1, 2))
+
+
+def linear_parts(fc: nnx.Linear, x):
+    """(x W, x W + b) of a Linear (kernel in, out): a feature extractor's logits_unbiased, logits."""
+    unbiased = x @ fc.kernel.value
+    return unbiased, unbiased + fc.bias.value
+
+
 class LRN(nnx.Module):
     def __init__(self, spec: L.LRN):
         self.spec = spec

@@ -13,6 +13,7 @@ from flax import nnx
 from ..spec import ModelSpec, model_spec
 from ..spec.registry import check, model_classes
 from .blocks import build
+from .layers import linear_parts, spatial_mean
 
 
 class SpecModel(nnx.Module):
@@ -40,20 +41,9 @@ class SpecModel(nnx.Module):
         A feature extractor (the FID Inception): its named tuple of features in both modes."""
         if self.spec.features:
             return self.spec.forward_features(x, lambda name, v: getattr(self, name)(v), spatial_mean,
-                                              self.linear_parts)
+                                              lambda name, v: linear_parts(getattr(self, name), v))
         logits, aux = self.forward_stages(x)
         return logits if self.deterministic else self.spec.pack_outputs(logits, aux)
-
-    def linear_parts(self, name, x):
-        """(x W, x W + b) of the Linear stage ``name`` (kernel in, out)."""
-        fc = getattr(self, name)
-        unbiased = x @ fc.kernel.value
-        return unbiased, unbiased + fc.bias.value
-
-
-def spatial_mean(x):
-    """N x H x W x C -> N x C; an already pooled N x C as it is."""
-    return x if x.ndim == 2 else x.mean(axis=(1, 2))
 
 
 class Architecture(SpecModel):

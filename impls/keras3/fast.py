@@ -22,7 +22,7 @@ from keras import layers, ops
 
 from ..spec import blocks as B
 from .blocks import BranchBlock, Residual, Sequence
-from .layers import AvgPool, ConvBlock, MaxPool
+from .layers import AvgPool, ConvBlock, MaxPool, spatial_mean
 
 
 def _np64(v):
@@ -192,6 +192,10 @@ class FastModel(keras.Model):
         if self.spec.transform_input:
             cfg = self.spec.config
             x = x * np.asarray(cfg.transform_scale, "float32") + np.asarray(cfg.transform_shift, "float32")
+        if self.spec.features:  # a feature extractor: the same named tuple as the model's
+            stages = dict(zip((name for name, _ in self.spec.stages), self.stage_layers))
+            return self.spec.forward_features(x, lambda name, v: stages[name](v), spatial_mean,
+                                              lambda name, v: stages[name].parts(v))
         for layer in self.stage_layers:
             x = layer(x)
         return x
