@@ -16,6 +16,7 @@ from impls.spec.pipelines import PIPELINES, pipeline, uint8_levels
 from impls.spec.resize import RULES, matrix, taps
 
 from . import fid_origins
+from .helpers import require, run_python
 
 MODES = tuple(PIPELINES)
 SIZES = ((32, 32), (64, 48), (256, 256), (511, 383), (299, 299))  # (height, width)
@@ -23,6 +24,45 @@ TOLERANCE = 1e-6
 # ATen's CPU kernel rounds the bilinear source position once (a fused multiply-add) in its
 # AVX2/AVX512 builds, twice in the DEFAULT one: up to 1.9e-6 in a weight there.
 TORCH_ROUNDS_TWICE = torch.backends.cpu.get_cpu_capability() == "DEFAULT"
+
+
+def images(height, width, batch=2):
+    """Seeded uint8 NHWC images with full-contrast dots (0 next to 255: bicubic overshoots)."""
+    rng = np.random.default_rng(height * 1000 + width)
+    x = rng.integers(0, 256, (batch, height, width, 3), dtype=np.uint8)
+    x[:, ::7, ::5] = 255
+    x[:, 1::7, ::5] = 0
+    x[0, 0, 0], x[0, -1, -1] = 0, 255
+    return x
+
+
+@pytest.fixture(scope="module")
+def cases():
+    """{(mode, height, width): (uint8 NHWC images, the origin's NCHW output)}, plus pytorch-fid's
+    own float [0, 1] pixels as a float input case ("pytorch-fid/float")."""
+    out = {}
+    for h, w in SIZES:
+        x = images(h, w)
+        for mode in MODES:
+            out[mode, h, w] = x, fid_origins.ORIGINS[mode](x)
+        pixels = fid_origins.pytorch_fid_pixels(x).transpose(0, 2, 3, 1)
+        out["pytorch-fid/float", h, w] = np.ascontiguousarray(pixels), out["pytorch-fid", h, w][1]
+    return out
+
+
+def mode_of(case):
+    return case[0].split("/")[0]
+
+
+def deviations(cases, outputs, nhwc):
+    """{case: max |ours - origin|}."""
+    return {case: float(np.abs((outputs[case].transpose(0, 3, 1, 2) if nhwc else outputs[case]) - want).max())
+            for case, (_, want) in cases.items()}
+
+
+def assert_close(devs):
+    bad = {case: d for case, d in devs.items() if not d <= TOLERANCE}
+    assert not bad, f"off by more than {TOLERANCE}: {bad}"
 
 
 @pytest.mark.parametrize("rule", RULES)
@@ -61,3 +101,53 @@ def test_unknown_names_are_refused():
         pipeline("tf2")
     with pytest.raises(ValueError, match="unknown resize rule"):
         matrix("lanczos", 32)
+
+
+def test_torch(cases):
+    from impls.torch_nn.pipelines import preprocess
+
+    outputs = {case: preprocess(x, mode_of(case)).numpy() for case, (x, _) in cases.items()}
+    assert all(o.shape == (2, 3, 299, 299) and o.dtype == np.float32 for o in outputs.values())
+    assert_close(deviations(cases, outputs, nhwc=False))
+
+
+def test_flax(cases):
+    require("jax", "flax")
+    import jax
+
+    from impls.flax_nnx.pipelines import preprocess
+
+    compiled = jax.jit(preprocess, static_argnames="mode")
+    outputs = {case: np.asarray(compiled(x, mode=mode_of(case))) for case, (x, _) in cases.items()}
+    assert all(o.shape == (2, 299, 299, 3) and o.dtype == np.float32 for o in outputs.values())
+    assert_close(deviations(cases, outputs, nhwc=True))
+
+
+KERAS = """
+import sys
+import numpy as np
+from keras import ops
+from impls.keras3.pipelines import preprocess
+data = np.load(sys.argv[1])
+out = {}
+for key in data.files:
+    mode = key.split("|")[0].split("/")[0]
+    out[key] = ops.convert_to_numpy(preprocess(data[key], mode))
+np.savez(sys.argv[2], **out)
+"""
+
+
+# keras-tensorflow is the cheapest to start (about 8 s here); jax and torch (9-12 s) in the slow tier.
+KERAS_PARAMS = [pytest.param(b, marks=() if b == "tensorflow" else pytest.mark.slow) for b in ("tensorflow", "jax", "torch")]
+
+
+@pytest.mark.parametrize("backend", KERAS_PARAMS)
+def test_keras(cases, backend, tmp_path):
+    require("keras", {"tensorflow": "tensorflow"}.get(backend, backend))
+    keys = {case: "|".join(map(str, case)) for case in cases}
+    np.savez(tmp_path / "in.npz", **{keys[case]: x for case, (x, _) in cases.items()})
+    run_python(KERAS, tmp_path / "in.npz", tmp_path / "out.npz", process=f"keras-{backend}")
+    with np.load(tmp_path / "out.npz") as data:
+        outputs = {case: data[keys[case]] for case in cases}
+    assert all(o.shape == (2, 299, 299, 3) and o.dtype == np.float32 for o in outputs.values())
+    assert_close(deviations(cases, outputs, nhwc=True))
