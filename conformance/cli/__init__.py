@@ -1,4 +1,4 @@
-"""``inception-bridge``: convert, verify, diagnose, summarise and export Inception-family checkpoints.
+"""``inception-bridge``: convert, verify, diagnose, summarise and export Inception-family checkpoints; FID.
 
 Exit codes: 0 success; 1 implementations disagree beyond tolerance; 2 usage or other bridge
 error; 3 unreadable or corrupt input; 4 unsafe input refused; 5 weights do not fit the
@@ -15,6 +15,7 @@ from weights_bridge.formats import FORMATS
 
 from .commands import cmd_bench, cmd_convert, cmd_diagnose, cmd_export_onnx, cmd_seed_weights, cmd_summary
 from .facts import add_fact_options
+from .fid import add_commands as add_fid_commands
 from .inspect import cmd_inspect
 from .verify import cmd_verify
 
@@ -120,7 +121,7 @@ def parser():
     w.add_argument("arch", type=architecture, help=KNOWN)
     w.add_argument("out", help="checkpoint to write (format by extension, or --to)")
     w.add_argument("--seed", type=int, default=0)
-    w.add_argument("--num-classes", type=int, default=1000)
+    w.add_argument("--num-classes", type=int, help="default: the variant's (1000; the FID Inception's 1008)")
     w.add_argument("--no-aux", action="store_true")
     w.add_argument("--variant", default="default")
     w.add_argument("--to", choices=FORMAT_NAMES, help="format of OUT (default: by extension)")
@@ -139,6 +140,7 @@ def parser():
                    help="which implementation to export: torch (NCHW input, default) or keras (TensorFlow backend "
                         "through tf2onnx, NHWC input)")
     o.set_defaults(func=cmd_export_onnx)
+    add_fid_commands(sub, FORMAT_NAMES)
     return p
 
 

@@ -12,8 +12,8 @@ import pytest
 
 from conformance.launch import REPO
 
-PACKAGES = ("impls", "weights_bridge", "conformance")
-FLOORS = (("impls.spec",), ("impls",), ("weights_bridge",), ("conformance",), ("conformance.cli",),
+PACKAGES = ("impls", "weights_bridge", "fid", "conformance")
+FLOORS = (("impls.spec",), ("impls",), ("weights_bridge",), ("fid",), ("conformance",), ("conformance.cli",),
           ("conformance.tests",))
 MAX_LINES = 300
 
