@@ -10,6 +10,8 @@ from typing import Callable, Optional
 
 import numpy as np
 
+from weights_bridge.errors import InputFileError
+
 from . import stats as S
 from .distance import Distance, frechet_distance, inception_score
 from .features import DIMS, Extractor
@@ -38,6 +40,8 @@ def features_of(source, extractor: Extractor, dims: int = 2048, batch_size: int 
         done += len(batch)
         if progress:
             progress(done, len(images))
+    if running.count < 2:
+        raise InputFileError(f"{images.path}: {running.count} image(s): a covariance needs at least 2")
     return running.result(), (np.concatenate(logits) if isc else None)
 
 

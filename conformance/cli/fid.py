@@ -2,12 +2,13 @@
 in one framework, in this process (``fid`` package)."""
 from __future__ import annotations
 
-from weights_bridge.errors import OutputError
+from weights_bridge.errors import InputFileError, OutputError, WeightsMismatchError
 
 from .progress import Progress
 
 FRAMEWORKS = ("torch", "flax", "keras")
 MODES = ("tf1", "pytorch-fid", "clean")
+SPLITS = 10  # the Inception Score's, as torch-fidelity and the paper
 
 
 def add_commands(sub, format_names):
@@ -59,21 +60,21 @@ def cmd_fid(a):
         from weights_bridge.atomic import check_destination
 
         check_destination(a.json, overwrite=True)  # an unwritable --json fails before the work
-    extractor, stats, counts, isc = None, [], {}, {}
     sources = {"a": a.a, "b": a.b}
     images = {k: None if is_statistics(p) else ImageSource(p) for k, p in sources.items()}  # bad input: now
-    for key, path in sources.items():
-        if images[key] is None:
-            stats.append(load(path))
-            counts[key] = stats[-1].count or None
+    stats = {k: load(p) for k, p in sources.items() if images[k] is None}
+    check_before_work(a, images, stats)
+    extractor, counts, isc = None, {k: s.count or None for k, s in stats.items()}, {}
+    for key, source in images.items():
+        if source is None:
             continue
         extractor = extractor or _extractor(a)
-        progress = None if a.quiet else Progress(f"{key}: {path}: images")
-        s, logits = features_of(images[key], extractor, a.dims, a.batch_size, isc=a.isc, progress=progress)
-        stats.append(s)
-        counts[key] = s.count
+        progress = None if a.quiet else Progress(f"{key}: {sources[key]}: images")
+        stats[key], logits = features_of(source, extractor, a.dims, a.batch_size, isc=a.isc, progress=progress)
+        counts[key] = stats[key].count
         if a.isc:
-            isc[key] = dict(zip(("mean", "std"), inception_score(logits)))
+            isc[key] = dict(zip(("mean", "std"), inception_score(logits, SPLITS)))
+    stats = [stats["a"], stats["b"]]
     distance = frechet_distance(*stats)
     print(f"FID: {distance.value:.6f}")
     for key, (mean, std) in ((k, (v["mean"], v["std"])) for k, v in isc.items()):
@@ -85,6 +86,24 @@ def cmd_fid(a):
                             "mode": a.mode, "framework": a.framework, "dims": a.dims, "images": counts,
                             "inception_score": isc or None,
                             "weights": str(extractor.weights) if extractor else a.weights})
+
+
+def check_before_work(a, images, stats):
+    """What would fail after minutes of features fails now: statistics of other --dims than the
+    other side's, too few images for a covariance or for the Inception Score's splits."""
+    if len(stats) == 2 and stats["a"].dims != stats["b"].dims:
+        raise WeightsMismatchError(f"{a.a}: statistics of {stats['a'].dims} dimensions, {a.b}: of "
+                                   f"{stats['b'].dims} dimensions; compute both with the same --dims")
+    for key, s in stats.items():
+        if any(v is not None for v in images.values()) and s.dims != a.dims:
+            raise WeightsMismatchError(f"{getattr(a, key)}: statistics of {s.dims} dimensions, but --dims {a.dims} "
+                                       f"for the images; compute both with the same --dims")
+    for key, source in images.items():
+        if source is not None and len(source) < 2:
+            raise InputFileError(f"{source.path}: {len(source)} image(s): a covariance needs at least 2")
+        if a.isc and source is not None and len(source) < SPLITS:
+            raise InputFileError(f"{source.path}: {len(source)} images; the Inception Score's {SPLITS} splits "
+                                 f"need at least {SPLITS}")
 
 
 def cmd_fid_stats(a):

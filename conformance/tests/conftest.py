@@ -41,6 +41,13 @@ def googlenet_pth(tmp_path_factory):
 
 
 @pytest.fixture(scope="session")
+def fid_weights(tmp_path_factory):
+    """Seeded FID Inception weights in pytorch-fid's file layout (torchvision's names, 1008 classes)."""
+    return seeded(tmp_path_factory.mktemp("fid") / "pt_inception.pth", "inception_v3", seed=0, variant="fid",
+                  aux_logits=False)
+
+
+@pytest.fixture(scope="session")
 def matrix(pool, tmp_path_factory):
     """One agreement run per architecture (every installed implementation, default tasks)."""
     from conformance.agreement import matrix as m
