@@ -9,6 +9,7 @@ from conformance.bench import run, table
 from .helpers import run_cli
 
 
+@pytest.mark.slow  # flax's jit at two configs; the CLI case below runs bench in the default tier
 def test_bench_rows_and_table():
     rows = run.run("googlenet", batch=1, size=64, frameworks=["torch", "flax"], warmup=0, repeats=1,
                    progress=lambda m: None, compile=False)  # torch.compile's rows: the slow CLI case

@@ -4,9 +4,9 @@ sizes (one file, dynamic batch), and a failed export leaves nothing behind.
 
 The Keras export (``--framework keras``: TensorFlow backend through tf2onnx, in a worker
 process; this process never imports keras) checks itself against Keras at batch 1 and 3; here
-its file is checked from outside: NHWC input with a dynamic batch, the logits of our PyTorch
-model and of the PyTorch export for the same image (after the NCHW -> NHWC transpose), and
-(slow tier) those of the suite's own Keras worker."""
+its file is checked from outside (slow tier: tf2onnx's export takes 20 s): NHWC input with a
+dynamic batch, the logits of our PyTorch model and of the PyTorch export for the same image
+(after the NCHW -> NHWC transpose), and those of the suite's own Keras worker."""
 from __future__ import annotations
 
 import re
@@ -132,6 +132,7 @@ def _agree(ref, got, what):
         f"{what}: max|Δ| {err:.2e}, {err / np.max(np.abs(ref)):.2e} relative"
 
 
+@pytest.mark.slow  # tf2onnx's export of the Keras model: 20 s of the default tier's 5 minutes
 def test_keras_export_file(exported):
     import onnx
 
@@ -147,6 +148,7 @@ def test_keras_export_file(exported):
         ("input", ["batch", 224, 224, 3]), ("logits", ["batch", 1000])]
 
 
+@pytest.mark.slow
 def test_keras_onnx_matches_torch(exported, googlenet_pth):
     """Dynamic batch (2: neither traced nor self-checked; 5 in the slow tier) against our PyTorch
     model, and the two ONNX files against each other on the same images."""
