@@ -50,7 +50,7 @@ def cmd_verify(a):
 
     workdir = Path(a.workdir or tempfile.mkdtemp(prefix="inception-bridge-verify-"))
     if not a.weights:
-        Checkpoint(a.arch, {}, variant=a.variant or "default").spec()  # an unknown variant fails here
+        Checkpoint(a.arch, {}, aux_logits=None, variant=a.variant or "default").spec()  # an unknown variant fails here
     impls = a.impls.split(",") if a.impls else None
     _say(f"verifying {a.arch} (workers in {workdir})")
     with WorkerPool(workdir / "logs") as pool:

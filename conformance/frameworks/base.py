@@ -8,6 +8,7 @@ JSON values, or arrays written where the request says.
 """
 from __future__ import annotations
 
+import ctypes
 import gc
 import time
 
@@ -132,6 +133,16 @@ class ModelCache:
         gc.collect()
 
 
+def return_freed_memory():
+    """Hands the heap's free pages back to the system (glibc's ``malloc_trim``). Without it a
+    worker's resident size stays at its largest request's (freed tensors stay in the heap), and
+    the pool's memory budget, which reads resident sizes, keeps closing workers that hold little."""
+    try:
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+    except (OSError, AttributeError):  # not glibc: nothing to do
+        pass
+
+
 class Adapter:
     """Dispatches ``handle(op, args)`` to the method named by ``OPS``; ``info`` describes the
     worker's numerics (device, matmul precision), recorded in every report."""
@@ -153,6 +164,8 @@ class Adapter:
             raise ValueError(f"{self.process} worker has no request {op!r}")
         t0 = time.perf_counter()
         result = getattr(self, op)(**args)
+        if op != "timings":
+            return_freed_memory()
         seconds = time.perf_counter() - t0
         self.busy += seconds
         return result if op == "timings" else {**(result or {}), "seconds": round(seconds, 3)}
