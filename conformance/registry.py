@@ -7,10 +7,10 @@ the Keras-on-TensorFlow one. Adding a peer or a backend is one entry here (docs/
 """
 from __future__ import annotations
 
-import importlib.util
 from dataclasses import dataclass
 from typing import Optional, Tuple
 
+from weights_bridge.extras import missing
 from weights_bridge.peers import fid_inception, keras_applications, pretrainedmodels, timm
 
 UNBIASED, BIASED = "unbiased", "biased"  # BN running-variance update: torch's n/(n-1), Flax/Keras's n
@@ -35,7 +35,11 @@ class Implementation:
         return self.ours or (arch in self.archs and (variant or "default") in self.variants)
 
     def available(self) -> bool:
-        return all(importlib.util.find_spec(m) is not None for m in self.requires)
+        return not self.missing()
+
+    def missing(self) -> list:
+        """The modules it needs that are not installed (``extras.what_to_install`` names their extra)."""
+        return missing(self.requires)
 
 
 IMPLEMENTATIONS = {i.name: i for i in (
@@ -73,6 +77,8 @@ def available(name: str) -> bool:
     return get(name).available()
 
 
-def implementations(arch: str, variant: str = "default", peers: bool = True):
-    """The installed implementations that run ``arch`` in ``variant``: ours, then the peers."""
-    return [n for n, i in IMPLEMENTATIONS.items() if (peers or i.ours) and i.runs(arch, variant) and i.available()]
+def implementations(arch: str, variant: str = "default", peers: bool = True, installed: bool = True):
+    """The installed implementations that run ``arch`` in ``variant``: ours, then the peers
+    (``installed=False``: those not installed instead)."""
+    return [n for n, i in IMPLEMENTATIONS.items()
+            if (peers or i.ours) and i.runs(arch, variant) and i.available() == installed]

@@ -39,3 +39,10 @@ class ToleranceError(BridgeError):
     """Implementations disagree beyond the stated tolerance (``verify``)."""
 
     exit_code = 1
+
+
+class MissingExtraError(BridgeError):
+    """What was asked needs a package this environment lacks: the message names the extra of
+    the package that brings it and the pip command (``extras.require``)."""
+
+    exit_code = 2

@@ -24,6 +24,8 @@ from .errors import InputFileError, WeightsMismatchError
 from .layouts import module_kind, native_key
 from .mapping import native_plan, plan, to_canonical, to_native
 
+REQUIRES = ("flax", "msgpack")  # modules its read and write import (extras.require, before either)
+
 
 def weight_filter():
     """The NNX variables a checkpoint holds: parameters and BN running statistics."""

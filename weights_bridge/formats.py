@@ -13,6 +13,7 @@ from . import flax_io, keras_archive, keras_io, neutral, orbax_io, presets, torc
 from .peers import fid_inception, keras_applications, pretrainedmodels, timm
 from .atomic import check_destination
 from .errors import BridgeError, InputFileError, WeightsMismatchError
+from .extras import require
 from .mapping import check_canonical
 
 FORMATS = {
@@ -61,6 +62,11 @@ def _format(path, fmt):
     return fmt
 
 
+def require_format(fmt, path, reading=True):
+    """Refuses (exit 2, naming the extra to install) a format whose framework is not installed."""
+    require(f"{'reading' if reading else 'writing'} {path} as {fmt}", getattr(FORMATS[fmt], "REQUIRES", ()))
+
+
 def source_format(path, fmt=None) -> str:
     """The format a source file is read as: ``fmt``, or by its name or layout."""
     return _format(path, fmt)
@@ -70,6 +76,7 @@ def read(path, fmt=None, architecture=None, allow_nonfinite=False, variant=None)
     """``variant`` names the checkpoint facts of a native file that cannot record them (a .pth
     holding a keras-variant Inception v3); a neutral folder's or a peer file's own must agree."""
     fmt = source_format(path, fmt)
+    require_format(fmt, path)
     if not architecture and not getattr(FORMATS[fmt], "RECORDS_ARCHITECTURE", False):
         raise BridgeError(f"{path}: a {fmt} file does not record its architecture; name it (--arch)")
     ckpt = FORMATS[fmt].read(path, architecture, allow_nonfinite=allow_nonfinite)
@@ -84,7 +91,9 @@ def read(path, fmt=None, architecture=None, allow_nonfinite=False, variant=None)
 
 
 def write(ckpt, path, fmt=None, overwrite=False):
-    return FORMATS[_format(path, fmt)].write(ckpt, path, overwrite=overwrite)
+    fmt = _format(path, fmt)
+    require_format(fmt, path, reading=False)
+    return FORMATS[fmt].write(ckpt, path, overwrite=overwrite)
 
 
 def convert(src, dst, architecture=None, src_format=None, dst_format=None, overwrite=False,
@@ -95,6 +104,8 @@ def convert(src, dst, architecture=None, src_format=None, dst_format=None, overw
     say = progress or (lambda msg: None)
     t0 = time.perf_counter()
     src_format, dst_format = source_format(src, src_format), _format(dst, dst_format)
+    require_format(src_format, src)  # both sides' frameworks before any work
+    require_format(dst_format, dst, reading=False)
     presets.check_facts(facts, str(src))  # a misspelt name or a std of 0 fails before the read
     if preset:  # the preset's weights fix the variant
         presets.check_name(preset)

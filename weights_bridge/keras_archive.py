@@ -31,6 +31,7 @@ MEMBERS = (METADATA, CONFIG, WEIGHTS)  # in the order Keras writes them
 MAX_CONFIG_BYTES = 64 << 20
 MAX_EXPANSION = 100  # Keras stores members uncompressed; DEFLATE stays under ~1032:1
 RECORDS_ARCHITECTURE = True  # config.json names it: --arch is optional, and must agree
+REQUIRES = ("keras", "h5py")  # modules its read and write import (extras.require, before either)
 RECORDS_VARIANT = True
 
 

@@ -25,6 +25,7 @@ from .layouts import canonical_key
 from .mapping import fail, native_plan, to_canonical, to_native
 
 SUFFIX = ".weights.h5"
+REQUIRES = ("keras", "h5py")  # modules its read and write import (extras.require, before either)
 
 
 def native_key(variable) -> str:

@@ -39,6 +39,7 @@ MARKERS = (TREE, "_CHECKPOINT_METADATA", "manifest.ocdbt")  # any one names an O
 VALUE = "value"  # an nnx.State leaf is its Variable's ``value``
 MAX_TREE_BYTES = 64 << 20
 ARRAY_TYPES = ("jax.Array", "np.ndarray")  # the value types Orbax records for arrays
+REQUIRES = ("jax", "orbax", "tensorstore", "etils", "absl")  # modules its read and write import
 Header = namedtuple("Header", "shape dtype")  # an array's zarr header: checked before its data is read
 
 

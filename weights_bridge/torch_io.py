@@ -13,6 +13,7 @@ from .mapping import check_canonical
 
 # Wrappers training scripts commonly put around a state_dict.
 WRAPPER_KEYS = ("state_dict", "model_state_dict", "model")
+REQUIRES = ("torch",)  # modules its read and write import (extras.require, before either)
 
 
 def load_state_dict(path) -> dict:

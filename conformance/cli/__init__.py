@@ -11,6 +11,7 @@ import sys
 
 from impls.spec import ARCHITECTURES
 from weights_bridge.errors import BridgeError
+from weights_bridge.extras import as_missing_extra
 from weights_bridge.formats import FORMATS
 
 from .commands import cmd_bench, cmd_convert, cmd_diagnose, cmd_export_onnx, cmd_seed_weights, cmd_summary
@@ -147,7 +148,10 @@ def parser():
 def main(argv=None):
     args = parser().parse_args(argv)
     try:
-        args.func(args)
+        try:
+            args.func(args)
+        except ModuleNotFoundError as e:  # a package an extra brings, not installed: say which extra
+            raise as_missing_extra(e, args.command) or e
     except BridgeError as e:
         if args.debug:
             raise

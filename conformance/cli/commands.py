@@ -7,7 +7,7 @@ from pathlib import Path
 
 import numpy as np
 
-from weights_bridge.errors import BridgeError, ToleranceError
+from weights_bridge.errors import BridgeError, MissingExtraError, ToleranceError
 
 
 def cmd_convert(a):
@@ -21,10 +21,17 @@ def cmd_convert(a):
 
 
 def cmd_diagnose(a):
+    from weights_bridge.extras import require, what_to_install
     from weights_bridge.formats import read
     from weights_bridge.torch_io import to_model
 
+    from .. import registry
     from ..agreement.diagnose import diagnose, format_report
+
+    require("diagnose (it flips conventions in our PyTorch model)", registry.get("torch").requires)
+    if a.against in registry.IMPLEMENTATIONS and registry.get(a.against).missing():
+        raise MissingExtraError(f"diagnose --against {a.against} needs "
+                                f"{what_to_install(registry.get(a.against).missing())}")
 
     ckpt = read(a.weights, architecture=a.arch)
     size = a.size or ckpt.spec().config.input_size[-1]
@@ -88,6 +95,13 @@ def cmd_bench(a):
 
 
 def cmd_seed_weights(a):
+    from weights_bridge.extras import require
+    from weights_bridge.formats import detect, require_format
+
+    from .. import registry
+
+    require("seed-weights (torch makes the seeded weights)", registry.get("torch").requires)
+    require_format(a.to or detect(a.out), a.out, reading=False)  # before the seconds of calibration
     from ..frameworks.torch_nn.seed import save_seeded
 
     save_seeded(a.arch, a.out, a.seed, a.num_classes, not a.no_aux, a.variant, a.to)

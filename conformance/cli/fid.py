@@ -2,8 +2,12 @@
 in one framework, in this process (``fid`` package)."""
 from __future__ import annotations
 
-from weights_bridge.errors import InputFileError, OutputError, WeightsMismatchError
+import os
 
+from weights_bridge.errors import InputFileError, OutputError, WeightsMismatchError
+from weights_bridge.extras import require
+
+from .. import registry
 from .progress import Progress
 
 FRAMEWORKS = ("torch", "flax", "keras")
@@ -45,8 +49,13 @@ def add_commands(sub, format_names):
 
 
 def _extractor(a):
+    """The features of --framework; exit 2 naming its extra if it is not installed (statistics
+    files alone need none)."""
     from fid import Extractor
 
+    impl = {"torch": "torch", "flax": "flax", "keras": f"keras-{os.environ.get('KERAS_BACKEND', 'tensorflow')}"}
+    needs = registry.IMPLEMENTATIONS.get(impl[a.framework], registry.get("keras-tensorflow")).requires
+    require(f"fid --framework {a.framework}", needs)
     return Extractor(a.framework, a.mode, a.weights, a.src_format)
 
 

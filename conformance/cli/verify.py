@@ -6,10 +6,12 @@ import tempfile
 from dataclasses import asdict
 from pathlib import Path
 
-from weights_bridge.errors import BridgeError, ToleranceError
+from weights_bridge.errors import BridgeError, MissingExtraError, ToleranceError
+from weights_bridge.extras import require, what_to_install
 
+from .. import registry
 from ..agreement import matrix
-from ..agreement.checkpoints import checkpoint_config
+from ..agreement.checkpoints import checkpoint_config, checkpoint_variant
 from ..compare.steps import kink_flips, table
 from ..compare.tolerances import TOLERANCES
 from ..launch import WorkerPool
@@ -41,6 +43,40 @@ def checkpoint_header(files, source=None, source_format=None) -> str:
     return head + "\n" + aligned([(f"  {name}", value) for name, value in fact_rows(cfg)])
 
 
+def requested(a):
+    """The implementations --impls names, each installed (else exit 2 naming its extra), or None.
+    Also before any work: without --weights, torch (it makes the seeded test weights); with
+    --report, matplotlib."""
+    names = a.impls.split(",") if a.impls else None
+    for name in names or ():
+        lacking = registry.get(name).missing()
+        if lacking:
+            raise MissingExtraError(f"verify --impls {name} needs {what_to_install(lacking)}")
+    if not a.weights:
+        require("verify without --weights (torch makes the seeded test weights)", registry.get("torch").requires)
+    if a.report:
+        require("verify --report (its plots)", ("matplotlib",))
+    return names
+
+
+def installed(a, files, candidates) -> list:
+    """Of ``candidates`` (default: every implementation that runs the checkpoint), the installed
+    ones; prints those left out and the extra that brings each. Fewer than two: exit 2."""
+    variant = checkpoint_variant(files)
+    runs = [n for n in candidates or registry.IMPLEMENTATIONS if registry.get(n).runs(a.arch, variant)]
+    chosen = [n for n in runs if registry.get(n).available()]
+    skipped = {n: registry.get(n).missing() for n in runs if n not in chosen}
+    if skipped:
+        print("not installed, not run:\n" + aligned([(f"  {n}", what_to_install(m)) for n, m in skipped.items()]),
+              flush=True)
+    if len(chosen) < 2 and skipped:
+        which = f"only {', '.join(chosen)} is" if chosen else "none is"
+        first, lacking = next(iter(skipped.items()))
+        raise MissingExtraError(f"verify {a.arch} compares implementations and {which} installed: "
+                                f"{first} needs {what_to_install(lacking)}")
+    return chosen
+
+
 def cmd_verify(a):
     if a.train:
         return cmd_verify_train(a)
@@ -51,11 +87,12 @@ def cmd_verify(a):
     workdir = Path(a.workdir or tempfile.mkdtemp(prefix="inception-bridge-verify-"))
     if not a.weights:
         Checkpoint(a.arch, {}, aux_logits=None, variant=a.variant or "default").spec()  # an unknown variant fails here
-    impls = a.impls.split(",") if a.impls else None
-    _say(f"verifying {a.arch} (workers in {workdir})")
+    impls = requested(a)
     with WorkerPool(workdir / "logs") as pool:
         files = matrix.prepare_files(a.arch, workdir, pool, impls, a.seed, a.variant, a.weights, a.src_format)
         print(checkpoint_header(files, a.weights, a.src_format), flush=True)
+        impls = installed(a, files, impls)  # refused here, the error is the only line on stderr
+        _say(f"verifying {a.arch} (workers in {workdir})")
         results, errors, precision, blocks = matrix.agreement(
             a.arch, workdir, pool, impls, tuple(a.sizes) if a.sizes else None, a.seed, layers=a.layers,
             progress=lambda what, s: _say(f"  {what}: {s:.1f} s"), files=files)
@@ -85,13 +122,14 @@ def cmd_verify_train(a):
     from ..agreement.checkpoints import prepare
 
     workdir = Path(a.workdir or tempfile.mkdtemp(prefix="inception-bridge-train-"))
-    impls = [i for i in a.impls.split(",") if i in run.implementations()] if a.impls else None
+    impls = [i for i in requested(a) or registry.OURS if i in registry.OURS]
     progress = lambda what, s: _say(f"  {what}: {s:.1f} s")  # noqa: E731
-    _say(f"verifying one training step of {a.arch} (workers in {workdir})")
     with WorkerPool(workdir / "logs") as pool:
         files = prepare(a.arch, workdir / "weights", pool, seed=a.seed, variant=a.variant, source=a.weights,
                         source_format=a.src_format)
         print(checkpoint_header(files, a.weights, a.src_format), flush=True)
+        impls = installed(a, files, impls)
+        _say(f"verifying one training step of {a.arch} (workers in {workdir})")
         res = run.train_agreement(a.arch, workdir, pool, impls, files=files, progress=progress)
         if a.data_parallel:  # DDP, JAX and Keras DataParallel against one device
             res = data_parallel.add_to_training(res, a.arch, workdir, pool, files, impls)

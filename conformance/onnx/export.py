@@ -27,7 +27,6 @@ onnxruntime setting buys honest headroom, so the default session is used and the
 """
 from __future__ import annotations
 
-import importlib.util
 import tempfile
 import warnings
 from pathlib import Path
@@ -35,6 +34,7 @@ from pathlib import Path
 from weights_bridge import neutral, torch_io
 from weights_bridge.atomic import atomic_path, check_destination
 from weights_bridge.errors import BridgeError
+from weights_bridge.extras import require
 from weights_bridge.formats import read
 
 from ..compare.onnx import CHECK_BATCH_SIZES, RTOL, file_opset, onnxruntime_diffs, require_within
@@ -42,14 +42,9 @@ from ..launch import WorkerPool
 
 DEFAULT_OPSET = 10
 FRAMEWORKS = {"torch": "PyTorch", "keras": "Keras"}
-
-
-def require_tf2onnx():
-    """Fails early, without importing anything, when Keras' ONNX export cannot run."""
-    missing = [m for m in ("tensorflow", "keras", "tf2onnx") if importlib.util.find_spec(m) is None]
-    if missing:
-        raise BridgeError(f"Keras ONNX export needs {', '.join(missing)} (Keras 3 exports TensorFlow-backend models "
-                          f"through tf2onnx): pip install tf2onnx, or install inception-bridge[keras,test]")
+# What each export imports (Keras 3 exports TensorFlow-backend models through tf2onnx), checked
+# before any work without importing anything.
+REQUIRES = {"torch": ("torch", "onnx", "onnxruntime"), "keras": ("tensorflow", "keras", "tf2onnx", "onnx", "onnxruntime")}
 
 
 def export_onnx(arch, weights_path, out_path, opset=DEFAULT_OPSET, overwrite=False, input_size=None,
@@ -65,9 +60,8 @@ def export_onnx(arch, weights_path, out_path, opset=DEFAULT_OPSET, overwrite=Fal
     if framework not in FRAMEWORKS:
         raise BridgeError(f"unknown ONNX export framework {framework!r}; known: {', '.join(FRAMEWORKS)}")
     say = progress or (lambda msg: None)
+    require(f"export-onnx --framework {framework}", REQUIRES[framework])
     check_destination(out_path, overwrite)  # fail before the (slow) export
-    if framework == "keras":
-        require_tf2onnx()
     ckpt = read(weights_path, weights_format, architecture=arch)
     size = input_size or ckpt.spec().config.input_size[-1]
     layout = f"N x 3 x {size} x {size}" if framework == "torch" else f"N x {size} x {size} x 3"

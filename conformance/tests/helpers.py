@@ -4,13 +4,13 @@ or tensorflow (tensorflow before torchvision or timm segfaults): Keras runs only
 in the subprocesses started here."""
 from __future__ import annotations
 
-import importlib.util
 import subprocess
 import sys
 
 import pytest
 
 from conformance.launch import REPO, environment
+from weights_bridge.extras import missing
 
 
 def run_cli(*args, env=None, check=False):
@@ -34,9 +34,9 @@ def run_python(code: str, *args, process: str = "keras-tensorflow") -> str:
 def require(*modules):
     """Skip unless every module is installed, without importing it: keras/tensorflow must never
     be imported in the pytest process (a later torchvision or timm import would segfault)."""
-    missing = [m for m in modules if importlib.util.find_spec(m) is None]
-    if missing:
-        pytest.skip(f"needs {', '.join(missing)}")
+    lacking = missing(modules)
+    if lacking:
+        pytest.skip(f"needs {', '.join(lacking)}")
 
 
 def h5_datasets(path) -> dict:

@@ -25,6 +25,7 @@ from ..errors import WeightsMismatchError
 ARCHITECTURES = ("inception_v3",)
 VARIANT = "fid"
 RECORDS_VARIANT = True  # the format fixes the checkpoint variant: --variant must agree with it
+REQUIRES = ("torch",)  # its files are read and written with torch.load / torch.save
 # Where each library looks for the weights when it is given none: torch.hub's checkpoint cache.
 CACHED_FILES = {"pytorch-fid": "pt_inception-2015-12-05-6726825d.pth",
                 "torch-fidelity": "weights-inception-2015-12-05-6726825d.pth"}

@@ -44,6 +44,7 @@ KERAS_MODELS = {"inception_v3": "InceptionV3", "inception_resnet_v2": "Inception
 ARCHITECTURES = tuple(KERAS_MODELS)
 VARIANT = "keras"
 RECORDS_VARIANT = True  # the file fixes the checkpoint variant: --variant must agree with it
+REQUIRES = ("keras", "h5py")  # modules its read and write import
 
 
 def _spec(num_classes, architecture="inception_v3"):

@@ -28,6 +28,7 @@ from ..mapping import check_canonical, fail
 ARCHITECTURES = ("bn_inception",)
 VARIANT = "caffe"
 RECORDS_VARIANT = True  # the file fixes the checkpoint variant: --variant must agree with it
+REQUIRES = ("torch",)  # its files are read and written with torch.load / torch.save
 STEMS = {"conv1": "conv1_7x7_s2", "conv2": "conv2_3x3_reduce", "conv3": "conv2_3x3"}
 # Our branch path inside a module -> the Caffe layer's suffix.
 BRANCHES = {"branch1": "1x1", "branch2.0": "3x3_reduce", "branch2.1": "3x3", "branch3.0": "double_3x3_reduce",

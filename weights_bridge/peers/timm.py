@@ -25,6 +25,7 @@ from ..errors import WeightsMismatchError
 # the same avg pools (count_include_pad=False), no aux head, no transform_input.
 ARCHITECTURES = ("inception_v3", "inception_v4", "inception_resnet_v2")
 RECORDS_VARIANT = True  # the file fixes the checkpoint variant: --variant must agree with it
+REQUIRES = ("torch",)  # its files are read and written with torch.load / torch.save
 
 
 def _check_arch(architecture, where):
