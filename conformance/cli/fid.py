@@ -68,7 +68,7 @@ def cmd_fid(a):
             counts[key] = stats[-1].count or None
             continue
         extractor = extractor or _extractor(a)
-        progress = None if a.quiet else Progress(f"{key}: {path}: images")
+        progress = None if a.quiet else Progress(f"{a.framework} features, {key}: {path}: images")
         s, logits = features_of(images[key], extractor, a.dims, a.batch_size, isc=a.isc, progress=progress)
         stats.append(s)
         counts[key] = s.count
@@ -100,6 +100,6 @@ def cmd_fid_stats(a):
         raise OutputError(f"{a.out}: statistics are written as .npz (pytorch-fid's format); name it *.npz")
     source = ImageSource(a.images)
     stats, _ = features_of(source, _extractor(a), a.dims, a.batch_size,
-                           progress=None if a.quiet else Progress(f"{a.images}: images"))
+                           progress=None if a.quiet else Progress(f"{a.framework} features, {a.images}: images"))
     save(stats, Path(a.out), overwrite=a.overwrite)
     print(f"{a.out}: mu {stats.mu.shape}, sigma {stats.sigma.shape} from {stats.count} images")
