@@ -17,14 +17,15 @@ import tempfile
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from pathlib import Path
 
 from weights_bridge import errors
 
+from . import quiet
+
 REPO = Path(__file__).resolve().parent.parent  # holds impls, weights_bridge and conformance
 KERAS_BACKENDS = {"keras-tensorflow": "tensorflow", "keras-jax": "jax", "keras-torch": "torch"}
-# The framework libraries' own start-up chatter (TF's oneDNN and CPU notices, absl, XLA).
-QUIET = {"TF_CPP_MIN_LOG_LEVEL": "2", "GRPC_VERBOSITY": "ERROR", "ABSL_MIN_LOG_LEVEL": "2"}
 
 
 class WorkerError(RuntimeError):
@@ -38,10 +39,10 @@ def jax_cache_dir() -> str:
 
 def environment(process: str = "", extra=None) -> dict:
     """The environment of a worker: ``KERAS_BACKEND`` fixed for its process (Keras reads it once,
-    at import), quiet framework logs, and a persistent JAX compilation cache: JAX compiles every
+    at import), quiet framework logs (unless ``--debug``: ``conformance.quiet``), and a persistent JAX compilation cache: JAX compiles every
     op and initializer once per shape (minutes per worker on two cores), the cache pays that once
     per machine."""
-    env = {**QUIET, **os.environ, "JAX_COMPILATION_CACHE_DIR": jax_cache_dir(),
+    env = {**({} if quiet.debug() else quiet.ENVIRONMENT), **os.environ, "JAX_COMPILATION_CACHE_DIR": jax_cache_dir(),
            "JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS": "0", "JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES": "0",
            "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")]))}
     if process in KERAS_BACKENDS:
@@ -54,7 +55,14 @@ def _tail(path, lines=15) -> str:
         text = Path(path).read_text(errors="replace")
     except OSError:
         return ""
-    return "\n".join(text.strip().splitlines()[-lines:])
+    return last_lines(text, lines)
+
+
+def last_lines(text: str, lines=15) -> str:
+    """The last ``lines`` lines of a worker's output, the frameworks' log chatter left out
+    (kept with ``--debug``)."""
+    kept = [ln for ln in text.strip().splitlines() if quiet.debug() or not quiet.is_noise(ln)]
+    return "\n".join(kept[-lines:])
 
 
 def run_module(module: str, *args, process: str = "", env=None, what: str = "") -> subprocess.CompletedProcess:
@@ -63,16 +71,32 @@ def run_module(module: str, *args, process: str = "", env=None, what: str = "") 
     proc = subprocess.run([sys.executable, "-m", module, *map(str, args)], cwd=REPO,
                           env=environment(process, env), capture_output=True, text=True)
     if proc.returncode != 0:
-        tail = "\n".join((proc.stdout + proc.stderr).strip().splitlines()[-15:])
+        tail = last_lines(proc.stdout + proc.stderr)
         raise WorkerError(f"{what or module} failed (exit {proc.returncode}):\n{tail}")
     return proc
 
 
 def describe(process, op, args) -> str:
-    """A request in a few words: 'timm outputs inception_v3 eval 299'."""
+    """A request in a few words: 'timm outputs inception_v3 eval 299', 'keras-applications
+    (keras-jax) bench inception_v3 299'."""
     size = args.get("size") or (Path(args["input"]).stem.rsplit("x", 1)[-1] if args.get("input") else "")
-    words = [args.get("impl") or process, op, args.get("arch"), args.get("mode") or args.get("dtype"), size]
+    impl = args.get("impl") or process
+    if process in KERAS_BACKENDS and impl != process:  # a peer that runs on several backends
+        impl = f"{impl} ({process})"
+    words = [impl, op, args.get("arch"), args.get("mode") or args.get("dtype"), size,
+             f"to {args['fmt']}" if args.get("fmt") else "",
+             f"({', '.join(args['configs'])})" if args.get("configs") else ""]
     return " ".join(str(w) for w in words if w)
+
+
+@dataclass(frozen=True)
+class Step:
+    """One request as a pool's ``progress`` callback hears of it: when it starts (``seconds``
+    None) and when it ends (its seconds, and the error's last line if it failed)."""
+
+    what: str
+    seconds: float | None = None
+    error: str | None = None
 
 
 class Worker:
@@ -146,12 +170,13 @@ class WorkerPool:
     ``jobs`` workers serve at once (``map``). ``memory_budget`` (bytes, resident, all workers
     together): after each request the pool closes idle workers, largest first, until the rest
     fit; a closed worker starts again when next asked (its imports again, not its JAX
-    compilations: those are in the persistent cache)."""
+    compilations: those are in the persistent cache). ``progress`` hears each request's ``Step``s
+    (the engine never prints; the CLI draws them)."""
 
-    def __init__(self, log_dir=None, jobs: int = 2, memory_budget: int = None):
+    def __init__(self, log_dir=None, jobs: int = 2, memory_budget: int = None, progress=None):
         self.log_dir = Path(log_dir or tempfile.mkdtemp(prefix="inception-bridge-workers-"))
         self.log_dir.mkdir(parents=True, exist_ok=True)
-        self.jobs, self.memory_budget = jobs, memory_budget
+        self.jobs, self.memory_budget, self.progress = jobs, memory_budget, progress
         self._workers = {}
         self._lock = threading.Lock()
         self._closed_timings = {}  # timings of workers the budget closed, added up by worker
@@ -166,15 +191,26 @@ class WorkerPool:
             return w
 
     def request(self, process: str, op: str, env=None, **args):
+        what, t0 = describe(process, op, args), time.perf_counter()
+        self._report(Step(what))
         try:
             while True:
                 w = self.worker(process, env)
                 with w.lock:
                     if not w.retired:  # else the budget closed it before this request got it
-                        return w.request_unlocked(op, **args)
+                        result = w.request_unlocked(op, **args)
+                        self._report(Step(what, time.perf_counter() - t0))
+                        return result
+        except Exception as e:
+            self._report(Step(what, time.perf_counter() - t0, (str(e).strip().splitlines() or ["?"])[-1]))
+            raise
         finally:
             if self.memory_budget:
                 self._fit_budget()
+
+    def _report(self, step: Step):
+        if self.progress:
+            self.progress(step)
 
     def _fit_budget(self):
         with self._lock:
@@ -209,10 +245,9 @@ class WorkerPool:
         name, env = key
         return f"{name}{''.join(f' {k}={v}' for k, v in env)}"
 
-    def map(self, calls, progress=None):
+    def map(self, calls):
         """Runs [(process, op, args, env)] with up to ``jobs`` processes at once, each process's
-        requests in order; returns each call's result, or the exception it raised. ``progress``
-        is told each call's description and seconds when it ends."""
+        requests in order; returns each call's result, or the exception it raised."""
         by_process, results = {}, [None] * len(calls)
         for i, (process, op, args, env) in enumerate(calls):
             by_process.setdefault((process, tuple(sorted((env or {}).items()))), []).append(i)
@@ -220,13 +255,10 @@ class WorkerPool:
         def serve(indices):
             for i in indices:
                 process, op, args, env = calls[i]
-                t0 = time.perf_counter()
                 try:
                     results[i] = self.request(process, op, env, **args)
                 except (WorkerError, errors.BridgeError) as e:
                     results[i] = e
-                if progress:
-                    progress(describe(process, op, args), time.perf_counter() - t0)
 
         with ThreadPoolExecutor(self.jobs) as pool:
             list(pool.map(serve, by_process.values()))

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import copy
 import math
+import time
 from dataclasses import dataclass, field
 from typing import Callable, Optional
 
@@ -25,6 +26,7 @@ import numpy as np
 from ..compare.blocks import compare_blocks
 from ..compare.tolerances import TOLERANCES, within
 from ..frameworks.torch_nn.model import blocks as torch_blocks
+from ..launch import Step
 
 
 @dataclass(frozen=True)
@@ -210,9 +212,11 @@ def peer_outputs(model, peer):
     return {k: np.asarray(v, np.float64) for k, v in peer.items()}
 
 
-def diagnose(model, x: np.ndarray, peer, switches=SWITCHES) -> Diagnosis:
+def diagnose(model, x: np.ndarray, peer, switches=SWITCHES, progress=None) -> Diagnosis:
     """``model``: our torch model holding the checkpoint; ``x``: the NCHW batch the peer saw;
-    ``peer``: the peer's logits for it, or {"logits": ..., aux head name: eval-mode output}."""
+    ``peer``: the peer's logits for it, or {"logits": ..., aux head name: eval-mode output}.
+    ``progress`` hears a ``launch.Step`` as each switch is tried and when it is done."""
+    report_step = progress or (lambda step: None)
     peer = peer_outputs(model, peer)
     heads = [h for h in model.spec.aux_heads if h in peer]
     base_blocks, base = _run(model, x, heads)
@@ -222,12 +226,15 @@ def diagnose(model, x: np.ndarray, peer, switches=SWITCHES) -> Diagnosis:
     for sw in switches:
         if not sw.applies(model):
             continue
+        what, t0 = f"torch with {sw.name}", time.perf_counter()
+        report_step(Step(what))
         candidate = model
         if sw.model is not None:
             candidate = copy.deepcopy(model)
             sw.model(candidate)
         xs = sw.inputs(x) if sw.inputs else x
         blocks, ours = _run(candidate, xs, heads)
+        report_step(Step(what, time.perf_counter() - t0))
         if sw.model is not None and all(np.array_equal(ours[k], base[k]) for k in base):
             report.silent.append(sw.name)  # e.g. flatten_order when the peer gave no aux outputs
             continue

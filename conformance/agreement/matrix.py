@@ -30,7 +30,7 @@ def load_outputs(path):
         return {k: f[k] for k in f.files}
 
 
-def run_tasks(impls, tasks, files, workdir, pool, progress=None):
+def run_tasks(impls, tasks, files, workdir, pool):
     """Runs every task on every implementation; returns ({impl: error message}, {impl: precision})."""
     inputs = make_inputs(tasks, workdir)
     config = checkpoint_config(files)
@@ -44,7 +44,7 @@ def run_tasks(impls, tasks, files, workdir, pool, progress=None):
                                input=inputs[t.id], out=str(output_path(workdir, impl, t)), layers=t.layers), None))
             owners.append((impl, t))
     errors, precision = {}, {}
-    for (impl, t), reply in zip(owners, pool.map(calls, progress=progress)):
+    for (impl, t), reply in zip(owners, pool.map(calls)):
         if isinstance(reply, Exception):
             errors.setdefault(impl, str(reply))
         else:
@@ -91,19 +91,19 @@ def prepare_files(arch, workdir, pool, impls=None, seed=0, variant=None, source=
 
 
 def agreement(arch, workdir, pool, impls=None, sizes=None, seed=0, layers=False, variant=None, source=None,
-              source_format=None, progress=None, files=None):
+              source_format=None, files=None):
     """The full matrix for one architecture. Returns (results, errors, precision info, per-block
     divergence against torch (empty unless ``layers``)). ``source``/``source_format``: a checkpoint
     in any format the bridge reads (its variant, e.g. keras.applications' "keras", decides which
     peers can run on it); ``variant`` picks the seeded test weights' variant; ``files``: what
-    ``prepare_files`` gave, if the caller has prepared them already."""
+    ``prepare_files`` gave, if the caller has prepared them already. Progress: the pool's ``progress``."""
     workdir = Path(workdir)
     files = files or prepare_files(arch, workdir, pool, impls, seed, variant, source, source_format)
     variant = checkpoint_variant(files)
     tasks = default_tasks(arch, sizes, layers, variant)
     impls = [i for i in (impls or registry.implementations(arch, variant)) if registry.get(i).runs(arch, variant)]
     impls = [i for i in impls if registry.get(i).peer_format is None or i in files]
-    errors, precision = run_tasks(impls, tasks, files, workdir, pool, progress)
+    errors, precision = run_tasks(impls, tasks, files, workdir, pool)
     results = compare(tasks, impls, workdir, files, errors)
     return results, errors, precision, (block_divergence(tasks, impls, workdir, errors) if layers else {})
 

@@ -58,23 +58,22 @@ def plan(arch, frameworks=None, compile=True):
     return jobs
 
 
-def run(arch, batch=8, size=None, frameworks=None, warmup=2, repeats=5, progress=print, compile=True):
-    """Every planned row, one worker at a time (timings must not share the cores)."""
+def run(arch, batch=8, size=None, frameworks=None, warmup=2, repeats=5, progress=None, compile=True):
+    """Every planned row, one worker at a time (timings must not share the cores); ``progress``
+    hears each request's ``launch.Step`` (a failed row is its failed step; the others still run)."""
     from impls.spec import model_spec
 
     size = size or model_spec(arch).config.input_size[-1]
     rows = []
-    with tempfile.TemporaryDirectory() as tmp, WorkerPool(Path(tmp) / "logs", jobs=1) as pool:
+    with tempfile.TemporaryDirectory() as tmp, WorkerPool(Path(tmp) / "logs", jobs=1, progress=progress) as pool:
         # Speed depends on the weights: default inits shrink activations until denormal floats
         # appear (Inception-ResNet-v2 eager ran 1.5x slower on torch's default init than on timm's).
         # So every implementation runs trained-like weights: ours and torchvision/timm one seeded
         # checkpoint (He-scaled, BN calibrated; conformance.frameworks.torch_nn.seed), keras.applications
         # its own file made the same way (conformance.frameworks.keras3.applications).
-        progress("[0] weights: seeded, He-scaled, BN calibrated")
         files = prepare(arch, Path(tmp) / "weights", pool, aux_logits=False)
-        for i, (impl, backend, configs, xla_tuned) in enumerate(plan(arch, frameworks, compile)):
+        for impl, backend, configs, xla_tuned in plan(arch, frameworks, compile):
             label = impl if impl != "keras-applications" else f"keras-applications ({backend})"
-            progress(f"[{i + 1}] {label}: {', '.join(configs)}")
             process = f"keras-{backend}" if backend else get(impl).process
             # XLA reads its flags once, at start-up: a tuned row gets a worker of its own.
             env = {"XLA_FLAGS": " ".join([os.environ.get("XLA_FLAGS", ""), *FAST_CONV_FLAGS]).strip()} \
@@ -82,8 +81,7 @@ def run(arch, batch=8, size=None, frameworks=None, warmup=2, repeats=5, progress
             try:
                 out = pool.request(process, "bench", env, impl=impl, arch=arch, batch=batch, size=size,
                                    configs=list(configs), warmup=warmup, repeats=repeats, weights=files)
-            except Exception as e:  # one failed row is reported; the others still run
-                progress(f"    failed: {(str(e).strip().splitlines() or ['?'])[-1]}")
+            except Exception:  # reported as its failed step; the others still run
                 continue
             for row in out["rows"]:
                 row["impl"] = label if impl == "keras-applications" else row["impl"]

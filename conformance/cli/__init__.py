@@ -2,7 +2,9 @@
 
 Exit codes: 0 success; 1 implementations disagree beyond tolerance; 2 usage or other bridge
 error; 3 unreadable or corrupt input; 4 unsafe input refused; 5 weights do not fit the
-architecture; 6 output cannot be written. Errors print on one line; ``--debug`` adds the traceback.
+architecture; 6 output cannot be written. Errors print on one line; ``--debug`` adds the traceback
+and keeps the frameworks' own log lines (TensorFlow, absl, XLA, oneDNN), which are otherwise
+left out (``conformance.quiet``).
 """
 from __future__ import annotations
 
@@ -14,6 +16,7 @@ from weights_bridge.errors import BridgeError
 from weights_bridge.extras import as_missing_extra
 from weights_bridge.formats import FORMATS
 
+from .. import quiet
 from .commands import cmd_bench, cmd_convert, cmd_diagnose, cmd_export_onnx, cmd_seed_weights, cmd_summary
 from .facts import add_fact_options
 from .fid import add_commands as add_fid_commands
@@ -40,7 +43,8 @@ def architecture(name: str) -> str:
 
 def parser():
     p = Parser(prog="inception-bridge", description=__doc__.splitlines()[0])
-    p.add_argument("--debug", action="store_true", help="show tracebacks")
+    p.add_argument("--debug", action="store_true", help="show tracebacks and the frameworks' own log lines "
+                                                       "(TensorFlow, absl, XLA, oneDNN)")
     sub = p.add_subparsers(dest="command", required=True)
 
     c = sub.add_parser("convert", help="convert a checkpoint between formats")
@@ -147,6 +151,7 @@ def parser():
 
 def main(argv=None):
     args = parser().parse_args(argv)
+    quiet.configure(keep_logs=args.debug)  # before any framework loads
     try:
         try:
             args.func(args)

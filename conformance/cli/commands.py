@@ -1,13 +1,14 @@
 """The CLI's commands besides ``verify``: convert, diagnose, bench, summary, export-onnx."""
 from __future__ import annotations
 
-import sys
 import tempfile
 from pathlib import Path
 
 import numpy as np
 
 from weights_bridge.errors import BridgeError, MissingExtraError, ToleranceError
+
+from .progress import Progress
 
 
 def cmd_convert(a):
@@ -47,8 +48,10 @@ def cmd_diagnose(a):
         peer_logits = {k: peer[k] for k in ("logits", *heads) if k in peer}
     else:
         x = _diagnose_input(size)
-        peer_logits = _peer_logits(a, x)
-    rep = diagnose(to_model(ckpt), x, peer_logits)
+        with Progress("diagnose") as progress:
+            peer_logits = _peer_logits(a, x, progress)
+    with Progress("diagnose") as progress:
+        rep = diagnose(to_model(ckpt), x, peer_logits, progress=progress.step)
     print(format_report(rep))
     if not rep.baseline_agrees and not rep.culprits:
         raise ToleranceError(f"{a.arch}: outputs differ from {a.against} and no known convention explains it")
@@ -58,7 +61,7 @@ def _diagnose_input(size):
     return np.random.default_rng(0).standard_normal((2, 3, size, size), dtype=np.float32)
 
 
-def _peer_logits(a, x):
+def _peer_logits(a, x, progress):
     """Runs one implementation's worker on ``x`` with the checkpoint converted for it."""
     from .. import registry
     from ..agreement import matrix
@@ -69,7 +72,7 @@ def _peer_logits(a, x):
     workdir = Path(a.workdir or tempfile.mkdtemp(prefix="inception-bridge-diagnose-"))
     task = Task(a.arch, "eval", x.shape[-1])
     np.save(workdir / f"input-{task.batch}x{task.size}.npy", x)
-    with WorkerPool(workdir / "logs", jobs=1) as pool:
+    with WorkerPool(workdir / "logs", jobs=1, progress=progress.step) as pool:
         files = prepare(a.arch, workdir / "weights", pool, [a.against], source=a.weights)
         impl = registry.get(a.against)
         if not impl.runs(a.arch, checkpoint_variant(files)):
@@ -87,8 +90,9 @@ def cmd_bench(a):
     from ..bench import run, table
 
     size = a.size or model_spec(a.arch).config.input_size[-1]
-    rows = run.run(a.arch, a.batch, size, a.frameworks, a.warmup, a.repeats,
-                   progress=lambda m: print(m, file=sys.stderr, flush=True), compile=not a.no_compile)
+    with Progress("bench") as progress:
+        rows = run.run(a.arch, a.batch, size, a.frameworks, a.warmup, a.repeats, progress=progress.step,
+                       compile=not a.no_compile)
     print(table.table(a.arch, rows, a.batch, size, a.peak_gflops))
     if a.json:
         write_json(a.json, {"architecture": a.arch, "batch": a.batch, "size": size, "rows": rows})

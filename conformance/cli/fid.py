@@ -78,7 +78,7 @@ def cmd_fid(a):
         if source is None:
             continue
         extractor = extractor or _extractor(a)
-        progress = None if a.quiet else Progress(f"{key}: {sources[key]}: images")
+        progress = None if a.quiet else Progress(f"{a.framework} features, {key}: {sources[key]}: images")
         stats[key], logits = features_of(source, extractor, a.dims, a.batch_size, isc=a.isc, progress=progress)
         counts[key] = stats[key].count
         if a.isc:
@@ -128,6 +128,6 @@ def cmd_fid_stats(a):
         raise OutputError(f"{a.out}: statistics are written as .npz (pytorch-fid's format); name it *.npz")
     source = ImageSource(a.images)
     stats, _ = features_of(source, _extractor(a), a.dims, a.batch_size,
-                           progress=None if a.quiet else Progress(f"{a.images}: images"))
+                           progress=None if a.quiet else Progress(f"{a.framework} features, {a.images}: images"))
     save(stats, Path(a.out), overwrite=a.overwrite)
     print(f"{a.out}: mu {stats.mu.shape}, sigma {stats.sigma.shape} from {stats.count} images")

@@ -17,6 +17,7 @@ from ..compare.tolerances import TOLERANCES
 from ..launch import WorkerPool
 from ..training import data_parallel, run
 from .facts import aligned, fact_rows
+from .progress import Progress
 from .tables import blocks_table, matrix_table
 
 
@@ -88,14 +89,13 @@ def cmd_verify(a):
     if not a.weights:
         Checkpoint(a.arch, {}, aux_logits=None, variant=a.variant or "default").spec()  # an unknown variant fails here
     impls = requested(a)
-    with WorkerPool(workdir / "logs") as pool:
+    with Progress("verify") as progress, WorkerPool(workdir / "logs", progress=progress.step) as pool:
         files = matrix.prepare_files(a.arch, workdir, pool, impls, a.seed, a.variant, a.weights, a.src_format)
         print(checkpoint_header(files, a.weights, a.src_format), flush=True)
         impls = installed(a, files, impls)  # refused here, the error is the only line on stderr
         _say(f"verifying {a.arch} (workers in {workdir})")
         results, errors, precision, blocks = matrix.agreement(
-            a.arch, workdir, pool, impls, tuple(a.sizes) if a.sizes else None, a.seed, layers=a.layers,
-            progress=lambda what, s: _say(f"  {what}: {s:.1f} s"), files=files)
+            a.arch, workdir, pool, impls, tuple(a.sizes) if a.sizes else None, a.seed, layers=a.layers, files=files)
     shown = list(dict.fromkeys([r.a for r in results] + [r.b for r in results] + list(errors)))
     print(matrix_table(results, shown))
     if blocks:
@@ -123,17 +123,16 @@ def cmd_verify_train(a):
 
     workdir = Path(a.workdir or tempfile.mkdtemp(prefix="inception-bridge-train-"))
     impls = [i for i in requested(a) or registry.OURS if i in registry.OURS]
-    progress = lambda what, s: _say(f"  {what}: {s:.1f} s")  # noqa: E731
-    with WorkerPool(workdir / "logs") as pool:
+    with Progress("verify --train") as progress, WorkerPool(workdir / "logs", progress=progress.step) as pool:
         files = prepare(a.arch, workdir / "weights", pool, seed=a.seed, variant=a.variant, source=a.weights,
                         source_format=a.src_format)
         print(checkpoint_header(files, a.weights, a.src_format), flush=True)
         impls = installed(a, files, impls)
         _say(f"verifying one training step of {a.arch} (workers in {workdir})")
-        res = run.train_agreement(a.arch, workdir, pool, impls, files=files, progress=progress)
+        res = run.train_agreement(a.arch, workdir, pool, impls, files=files)
         if a.data_parallel:  # DDP, JAX and Keras DataParallel against one device
             res = data_parallel.add_to_training(res, a.arch, workdir, pool, files, impls)
-        res64 = run.train_agreement(a.arch, workdir, pool, impls, files=files, dtype="float64", progress=progress)
+        res64 = run.train_agreement(a.arch, workdir, pool, impls, files=files, dtype="float64")
     print(table(res))
     if a.data_parallel:
         print(data_parallel.contrast_table(res))

@@ -33,7 +33,7 @@ def input_size(arch):
 
 
 def train_agreement(arch, workdir, pool, impls=None, seed=0, files=None, dtype="float32", variant=None,
-                    progress=None, optimizers=True):
+                    optimizers=True):
     """Runs every implementation's training step and compares all pairs. Returns a dict with
     rows (list of Row), errors ({impl: message}), floors, eps placement effect, precision and the
     output files. ``dtype="float64"``: every worker in float64, compared at the tight float64
@@ -51,7 +51,7 @@ def train_agreement(arch, workdir, pool, impls=None, seed=0, files=None, dtype="
     calls = [(registry.get(i).process, "train", dict(impl=i, arch=arch, weights={"neutral": files["neutral"]},
                                                     config=cfg, input=x, labels=y, hyper=hp, dtype=dtype, out=outs[i]),
               worker_env(i, dtype)) for i in impls]
-    replies = dict(zip(impls, pool.map(calls, progress=progress)))
+    replies = dict(zip(impls, pool.map(calls)))
     errors = {i: str(r) for i, r in replies.items() if isinstance(r, Exception)}
     opened = {i: np.load(outs[i]) for i in impls if i not in errors}
     try:

@@ -32,6 +32,10 @@ def adapter(process: str, started: float):
 
 
 def serve(process: str, started: float):
+    from conformance import quiet
+
+    if not quiet.debug():  # the environment is quiet already (conformance.launch); so are the loggers
+        quiet.quiet_loggers()
     replies = os.fdopen(os.dup(1), "w", buffering=1)
     os.dup2(2, 1)
     sys.stdout = sys.stderr
