@@ -55,17 +55,19 @@ def quiet_loggers():
         logging.getLogger(name).setLevel(logging.ERROR)
 
 
-def configure(keep_logs: bool = False):
+def configure(keep_logs: bool = False, filter_stderr: bool = True):
     """Called first by the CLI, before any framework loads: with ``keep_logs`` (``--debug``) marks
     this process and its workers to keep every line; otherwise sets the quiet environment,
-    the loggers' levels, and filters file descriptor 2."""
+    the loggers' levels, and (``filter_stderr``: when the CLI is the program, not a call from
+    Python code that owns its own stderr) filters file descriptor 2."""
     if keep_logs or debug():
         os.environ[DEBUG] = "1"
         return
     for name, value in ENVIRONMENT.items():
         os.environ.setdefault(name, value)
     quiet_loggers()
-    _filter_fd2()
+    if filter_stderr:
+        _filter_fd2()
 
 
 def _filter_fd2():

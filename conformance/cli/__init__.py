@@ -151,7 +151,9 @@ def parser():
 
 def main(argv=None):
     args = parser().parse_args(argv)
-    quiet.configure(keep_logs=args.debug)  # before any framework loads
+    # Before any framework loads. The stderr filter only when main is the program (argv None):
+    # a caller's own stderr (a test's capture, a notebook) is left alone.
+    quiet.configure(keep_logs=args.debug, filter_stderr=argv is None)
     try:
         try:
             args.func(args)

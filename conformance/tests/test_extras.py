@@ -138,7 +138,8 @@ def test_fid_on_a_missing_framework(tmp_path):
 
     images = tmp_path / "images"
     images.mkdir()
-    Image.new("RGB", (8, 8)).save(images / "a.png")
+    for name in ("a.png", "b.png"):  # two: a covariance's least
+        Image.new("RGB", (8, 8)).save(images / name)
     refused(tmp_path, "torch", ("fid", images, images, "--framework", "flax"), "flax")
     refused(tmp_path, "torch", ("fid-stats", images, tmp_path / "s.npz", "--framework", "keras"), "keras")
 
