@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 import tempfile
@@ -79,7 +80,8 @@ def run_module(module: str, *args, process: str = "", env=None, what: str = "") 
 def describe(process, op, args) -> str:
     """A request in a few words: 'timm outputs inception_v3 eval 299', 'keras-applications
     (keras-jax) bench inception_v3 299'."""
-    size = args.get("size") or (Path(args["input"]).stem.rsplit("x", 1)[-1] if args.get("input") else "")
+    batch_size = re.match(r"input-\d+x(\d+)", Path(args.get("input") or "").stem)  # agreement.tasks' names
+    size = args.get("size") or (batch_size.group(1) if batch_size else "")
     impl = args.get("impl") or process
     if process in KERAS_BACKENDS and impl != process:  # a peer that runs on several backends
         impl = f"{impl} ({process})"

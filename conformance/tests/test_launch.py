@@ -34,3 +34,11 @@ def test_unknown_request_names_the_worker(tmp_path):
     with WorkerPool(tmp_path, jobs=1) as pool:
         with pytest.raises(WorkerError, match="torch worker has no request 'nonsense'"):
             pool.request("torch", "nonsense")
+
+
+def test_describe_names_the_input_size():
+    from conformance.launch import describe
+
+    for name, size in (("input-4x299.npy", 299), ("input-2x274-pixels.npy", 274)):  # the FID Inception's pixels
+        assert describe("torch", "outputs", {"arch": "inception_v3", "mode": "eval", "input": f"/w/{name}"}) == \
+            f"torch outputs inception_v3 eval {size}"
