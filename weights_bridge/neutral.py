@@ -14,6 +14,7 @@ from impls.spec.config import FACTS, fact_type_error
 from .atomic import atomic_path
 from .checkpoint import FORMAT_VERSION, Checkpoint, check_architecture
 from .errors import InputFileError, WeightsMismatchError
+from .jsonfile import read_json
 from .mapping import check_canonical
 
 TENSORS, CONFIG = "model.safetensors", "config.json"
@@ -39,19 +40,8 @@ def _folder(path) -> Path:
 
 def read_config(folder: Path) -> dict:
     path = folder / CONFIG
-    if not path.is_file():
-        found = "a folder" if path.is_dir() else "nothing"
-        raise InputFileError(f"{path}: missing: a neutral checkpoint needs the file {CONFIG} beside {TENSORS}, "
-                             f"found {found}")
-    try:
-        size = path.stat().st_size
-        if size > MAX_CONFIG_BYTES:
-            raise InputFileError(f"{path}: {size} bytes; expected a small JSON object (at most {MAX_CONFIG_BYTES})")
-        cfg = json.loads(path.read_text(encoding="utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as e:
-        raise InputFileError(f"{path}: not valid JSON ({type(e).__name__}: {e})") from None
-    except OSError as e:
-        raise InputFileError(f"{path}: cannot be read ({e.strerror or e})") from None
+    cfg = read_json(path, f"a neutral checkpoint needs the file {CONFIG} beside {TENSORS}", MAX_CONFIG_BYTES,
+                    f"expected a small JSON object (at most {MAX_CONFIG_BYTES})")
     if not isinstance(cfg, dict):
         raise InputFileError(f"{path}: expected a JSON object, found {type(cfg).__name__}")
     for key, typ in {**REQUIRED, **OPTIONAL}.items():

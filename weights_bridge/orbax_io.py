@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import contextlib
 import gc
-import json
 import logging as pylogging
 import sys
 import time
@@ -32,6 +31,7 @@ from . import flax_io
 from .atomic import atomic_path
 from .checkpoint import Checkpoint, check_architecture
 from .errors import InputFileError
+from .jsonfile import read_json
 from .mapping import check_canonical, native_plan, plan
 
 TREE = "_METADATA"  # the tree of leaves, JSON
@@ -105,18 +105,8 @@ def _settle(folder: Path, quiet_s=0.5, timeout_s=20.0):
 def _tree(path: Path) -> dict:
     """``_METADATA``, checked: a small JSON object with a tree of leaves and the storage flags."""
     tree = path / TREE
-    if not tree.is_file():
-        raise InputFileError(f"{tree}: missing: an Orbax checkpoint folder holds the file {TREE} naming its leaves, "
-                             f"found {'a folder' if tree.is_dir() else 'nothing'}")
-    try:
-        size = tree.stat().st_size
-        if size > MAX_TREE_BYTES:
-            raise InputFileError(f"{tree}: {size} bytes; expected a JSON tree of at most {MAX_TREE_BYTES}")
-        data = json.loads(tree.read_text(encoding="utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as e:
-        raise InputFileError(f"{tree}: not valid JSON ({type(e).__name__}: {e})") from None
-    except OSError as e:
-        raise InputFileError(f"{tree}: cannot be read ({e.strerror or e})") from None
+    data = read_json(tree, f"an Orbax checkpoint folder holds the file {TREE} naming its leaves", MAX_TREE_BYTES,
+                     f"expected a JSON tree of at most {MAX_TREE_BYTES}")
     if not isinstance(data, dict) or not isinstance(data.get("tree_metadata"), dict):
         raise InputFileError(f"{tree}: expected a JSON object with a 'tree_metadata' object, found "
                              f"{type(data).__name__ if not isinstance(data, dict) else 'none'}")

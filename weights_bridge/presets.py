@@ -46,7 +46,14 @@ class Preset:
                 "label_offset": self.label_offset}
 
 
-_TF_SLIM = "mean = std = 0.5 (IMAGENET_INCEPTION_MEAN/STD: input in [-1, 1])"
+def _timm(arch: str, tag: str, imagenet: bool = False) -> Preset:
+    """timm's pretrained_cfg of ``arch.tag``: 299 pixels; TF-slim's mean = std = 0.5
+    (IMAGENET_INCEPTION_MEAN/STD: input in [-1, 1]) unless ``imagenet`` (IMAGENET_DEFAULT_MEAN/STD)."""
+    mean, std = ((0.485, 0.456, 0.406), (0.229, 0.224, 0.225)) if imagenet else ((0.5,) * 3, (0.5,) * 3)
+    stated = "IMAGENET_DEFAULT_MEAN/STD" if imagenet else "mean = std = 0.5 (IMAGENET_INCEPTION_MEAN/STD: input in [-1, 1])"
+    return Preset("default", False, (3, 299, 299), mean, std,
+                  source=f"timm {arch}.{tag} pretrained_cfg: input_size (3, 299, 299), {stated}")
+
 
 # (name, architecture) -> Preset. Data: the numbers as each library publishes them.
 PRESETS = {
@@ -61,28 +68,10 @@ PRESETS = {
                "transform_input=True"),
     # timm's inception_v3 has no transform_input: tv_in1k (torchvision's weights) takes the [-1, 1]
     # input directly, which is what torchvision's transform_input computes from ImageNet-normalised input.
-    ("timm:tv_in1k", "inception_v3"): Preset(
-        "default", False, (3, 299, 299), (0.5, 0.5, 0.5), (0.5, 0.5, 0.5),
-        source=f"timm inception_v3.tv_in1k pretrained_cfg: input_size (3, 299, 299), {_TF_SLIM}"),
-    ("timm:tf_in1k", "inception_v3"): Preset(
-        "default", False, (3, 299, 299), (0.5, 0.5, 0.5), (0.5, 0.5, 0.5),
-        source=f"timm inception_v3.tf_in1k pretrained_cfg: input_size (3, 299, 299), {_TF_SLIM}"),
-    ("timm:tf_adv_in1k", "inception_v3"): Preset(
-        "default", False, (3, 299, 299), (0.5, 0.5, 0.5), (0.5, 0.5, 0.5),
-        source=f"timm inception_v3.tf_adv_in1k pretrained_cfg: input_size (3, 299, 299), {_TF_SLIM}"),
-    ("timm:gluon_in1k", "inception_v3"): Preset(
-        "default", False, (3, 299, 299), (0.485, 0.456, 0.406), (0.229, 0.224, 0.225),
-        source="timm inception_v3.gluon_in1k pretrained_cfg: input_size (3, 299, 299), "
-               "IMAGENET_DEFAULT_MEAN/STD"),
-    ("timm:tf_in1k", "inception_v4"): Preset(
-        "default", False, (3, 299, 299), (0.5, 0.5, 0.5), (0.5, 0.5, 0.5),
-        source=f"timm inception_v4.tf_in1k pretrained_cfg: input_size (3, 299, 299), {_TF_SLIM}"),
-    ("timm:tf_in1k", "inception_resnet_v2"): Preset(
-        "default", False, (3, 299, 299), (0.5, 0.5, 0.5), (0.5, 0.5, 0.5),
-        source=f"timm inception_resnet_v2.tf_in1k pretrained_cfg: input_size (3, 299, 299), {_TF_SLIM}"),
-    ("timm:tf_ens_adv_in1k", "inception_resnet_v2"): Preset(
-        "default", False, (3, 299, 299), (0.5, 0.5, 0.5), (0.5, 0.5, 0.5),
-        source=f"timm inception_resnet_v2.tf_ens_adv_in1k pretrained_cfg: input_size (3, 299, 299), {_TF_SLIM}"),
+    **{("timm:" + tag, arch): _timm(arch, tag) for arch, tag in (
+        ("inception_v3", "tv_in1k"), ("inception_v3", "tf_in1k"), ("inception_v3", "tf_adv_in1k"),
+        ("inception_v4", "tf_in1k"), ("inception_resnet_v2", "tf_in1k"), ("inception_resnet_v2", "tf_ens_adv_in1k"))},
+    ("timm:gluon_in1k", "inception_v3"): _timm("inception_v3", "gluon_in1k", imagenet=True),
     # preprocess_input(mode="tf"): x / 127.5 - 1 on 0..255 pixels, i.e. (x/255 - 0.5) / 0.5.
     ("keras-applications:imagenet", "inception_v3"): Preset(
         "keras", False, (3, 299, 299), (0.5, 0.5, 0.5), (0.5, 0.5, 0.5),

@@ -42,34 +42,28 @@ def test_seed002_inception3a_weights_with_reductions():
     assert layer_cost(block, (192, 28, 28))[1] == 163_328 + 64 + 96 + 128 + 16 + 32 + 32
 
 
-# --- seed 004: 5x5 conv, 48 filters, on 14x14x480 ---------------------------------------
-
-def test_seed004_5x5_multiplications():
-    shape, _, macs = cost(conv(480, 48, 5), (480, 14, 14))
-    assert shape == (48, 14, 14)
-    assert macs == 14 * 14 * 48 * 5 * 5 * 480 == 112_896_000
-
-
-def test_seed004_5x5_with_1x1_reduction():
-    shape, _, macs = cost((conv(480, 16, 1), conv(16, 48, 5)), (480, 14, 14))
-    assert shape == (48, 14, 14)
-    assert macs == 14 * 14 * 16 * 480 + 14 * 14 * 48 * 5 * 5 * 16 == 5_268_480
-
-
-# --- seed 003: 3x3 conv 192 -> 256 on 32x32 ------------------------------------------------
-# The seed's code leaves conv3 unpadded and writes an extra x32 in its product; with 'same'
-# padding (output 32x32) its totals are the ones below.
-
-def test_seed003_3x3_multiplications():
-    shape, _, macs = cost(conv(192, 256, 3), (192, 32, 32))
-    assert shape == (256, 32, 32)
-    assert macs == 256 * 192 * 32 * 32 * 3 * 3 == 452_984_832
+# --- seeds 004 and 003: a conv alone and behind a 1x1 reduction --------------------------
+# Seed 004: 5x5 conv, 48 filters, on 14x14x480. Seed 003: 3x3 conv 192 -> 256 on 32x32; the
+# seed's code leaves conv3 unpadded and writes an extra x32 in its product; with 'same' padding
+# (output 32x32) its totals are the ones below. Each expected count is the seed's hand formula.
+SEED_CASES = {
+    "seed004 5x5": (lambda: conv(480, 48, 5), (480, 14, 14), (48, 14, 14),
+                    14 * 14 * 48 * 5 * 5 * 480, 112_896_000),
+    "seed004 5x5 after 1x1": (lambda: (conv(480, 16, 1), conv(16, 48, 5)), (480, 14, 14), (48, 14, 14),
+                              14 * 14 * 16 * 480 + 14 * 14 * 48 * 5 * 5 * 16, 5_268_480),
+    "seed003 3x3": (lambda: conv(192, 256, 3), (192, 32, 32), (256, 32, 32),
+                    256 * 192 * 32 * 32 * 3 * 3, 452_984_832),
+    "seed003 3x3 after 1x1": (lambda: (conv(192, 96, 1), conv(96, 256, 3)), (192, 32, 32), (256, 32, 32),
+                              192 * 32 * 32 * 96 + 32 * 32 * 3 * 3 * 96 * 256, 245_366_784),
+}
 
 
-def test_seed003_3x3_with_1x1_reduction():
-    shape, _, macs = cost((conv(192, 96, 1), conv(96, 256, 3)), (192, 32, 32))
-    assert shape == (256, 32, 32)
-    assert macs == 192 * 32 * 32 * 96 + 32 * 32 * 3 * 3 * 96 * 256 == 245_366_784
+@pytest.mark.parametrize("case", SEED_CASES)
+def test_seed_multiplications(case):
+    layers, in_shape, out_shape, formula, published = SEED_CASES[case]
+    shape, _, macs = cost(layers(), in_shape)
+    assert shape == out_shape
+    assert macs == formula == published
 
 
 # --- whole models: parameters -----------------------------------------------------------
