@@ -20,12 +20,12 @@ EXTRAS = {
     "torch": ("torch", "torchvision"),
     "flax": ("jax", "flax", "optax", "msgpack", "orbax", "tensorstore", "etils", "absl"),
     "keras": ("keras", "tensorflow", "h5py"),
-    "test": ("timm", "pretrainedmodels", "onnx", "onnxruntime", "tf2onnx", "matplotlib", "pytest", "hypothesis"),
+    "test": ("timm", "pretrainedmodels", "onnx", "onnxruntime", "tf2onnx", "matplotlib", "pytest", "hypothesis",
+             "pytorch_fid", "torch_fidelity", "cleanfid"),
 }
 EXTRA_OF = {module: extra for extra, modules in EXTRAS.items() for module in modules}
-# Modules no extra brings (peers the user installs to compare against), by their pip names.
-PIP_NAMES = {"pytorch_fid": "pytorch-fid", "torch_fidelity": "torch-fidelity", "cleanfid": "clean-fid",
-             "PIL": "pillow"}
+# Modules no extra brings, by their pip names.
+PIP_NAMES = {"PIL": "pillow"}
 OURS = ("impls", "weights_bridge", "fid", "conformance")
 
 
