@@ -79,12 +79,30 @@ def cmd_bench(a):
     from ..agreement.matrix import write_json
     from ..bench import run, table
 
+    progress = lambda m: print(m, file=sys.stderr, flush=True)  # noqa: E731
     size = a.size or model_spec(a.arch).config.input_size[-1]
+    if a.variant == "fid":
+        return _bench_fid(a, size, progress)
+    a.batch = a.batch or 8
     rows = run.run(a.arch, a.batch, size, a.frameworks, a.warmup, a.repeats,
-                   progress=lambda m: print(m, file=sys.stderr, flush=True), compile=not a.no_compile)
+                   progress=progress, compile=not a.no_compile)
     print(table.table(a.arch, rows, a.batch, size, a.peak_gflops))
     if a.json:
         write_json(a.json, {"architecture": a.arch, "batch": a.batch, "size": size, "rows": rows})
+
+
+def _bench_fid(a, size, progress):
+    from ..agreement.matrix import write_json
+    from ..bench import fid_speed
+
+    if a.arch != fid_speed.ARCH:
+        raise BridgeError(f"--variant fid is the FID Inception: architecture {fid_speed.ARCH}, not {a.arch}")
+    batch = a.batch or 50
+    rows = fid_speed.run(batch, size, a.frameworks, a.warmup, a.repeats, a.mode, progress, compile=not a.no_compile)
+    print(fid_speed.table(rows, batch, size, a.mode))
+    if a.json:
+        write_json(a.json, {"architecture": a.arch, "variant": "fid", "mode": a.mode, "batch": batch, "size": size,
+                            "rows": rows})
 
 
 def cmd_seed_weights(a):

@@ -1,0 +1,73 @@
+"""``inception-bridge bench inception_v3 --variant fid``: FID feature extraction (pool3, from
+uint8 images) of ours in every framework against pytorch-fid and torch-fidelity, in one run, each
+implementation in its framework's worker, one at a time.
+
+Ours: ``fid.Extractor`` (the fast inference form and the framework's own input pipeline, tf1 by
+default). The peers run the file the bridge exports for each, built by their own constructors
+(``conformance.frameworks.torch_nn.fid_peers``): as their FID code runs them ("default") and at
+their best on a CPU (inference_mode, channels-last, optionally torch.compile). Every row gets the
+same seeded uint8 batch of ``size`` x ``size`` pixels, which each pipeline resizes to 299 its
+own way (at 299 the resize is the identity, but each still runs it), and ends with numpy features.
+"""
+from __future__ import annotations
+
+import tempfile
+from pathlib import Path
+
+from ..agreement.checkpoints import prepare
+from ..launch import WorkerPool
+from ..registry import available, get
+
+ARCH = "inception_v3"
+PEERS = ("pytorch-fid", "torch-fidelity")
+KERAS = ("keras-tensorflow", "keras-jax", "keras-torch")
+
+
+def plan(frameworks=None, compile=True):
+    """[(impl, worker process, configs)] of the installed implementations (``frameworks``: a subset)."""
+    from ..frameworks.torch_nn.fid_peers import PEER_BENCH_CONFIGS
+
+    peer_configs = tuple(c for c in PEER_BENCH_CONFIGS if compile or "compile" not in c)
+    jobs = [("torch", "torch", ("fast",)), ("flax", "flax", ("fast",))]
+    jobs += [(k, k, ("fast",)) for k in KERAS]
+    jobs += [(p, "torch", peer_configs) for p in PEERS]
+    return [j for j in jobs if available(j[0]) and (not frameworks or j[0] in frameworks)]
+
+
+def run(batch=50, size=299, frameworks=None, warmup=2, repeats=5, mode="tf1", progress=print, compile=True):
+    """Every planned row, one worker at a time (timings must not share the cores)."""
+    rows = []
+    with tempfile.TemporaryDirectory() as tmp, WorkerPool(Path(tmp) / "logs", jobs=1) as pool:
+        progress("[0] weights: seeded FID Inception (calibrated on pixels), exported for each peer")
+        files = prepare(ARCH, Path(tmp) / "weights", pool, PEERS, variant="fid", aux_logits=False)
+        for i, (impl, process, configs) in enumerate(plan(frameworks, compile)):
+            progress(f"[{i + 1}] {impl}: {', '.join(configs)}")
+            try:
+                out = pool.request(process, "fid_bench", impl=impl, batch=batch, size=size, mode=mode,
+                                   configs=list(configs), warmup=warmup, repeats=repeats, weights=files)
+            except Exception as e:  # one failed row is reported; the others still run
+                progress(f"    failed: {(str(e).strip().splitlines() or ['?'])[-1]}")
+                continue
+            rows += [{**r, "ours": get(impl).ours} for r in out["rows"]]
+    return rows
+
+
+def table(rows, batch, size, mode="tf1") -> str:
+    """images/s of each row and its ratio to pytorch-fid's default path, to pytorch-fid at its best
+    and to torch-fidelity at its best."""
+    def rate(impl, config=None):
+        found = [r["images_per_s"] for r in rows if r["impl"] == impl and config in (None, r["config"])]
+        return max(found) if found else None
+
+    against = {"vs pytorch-fid default": rate("pytorch-fid", "default"), "vs pytorch-fid best": rate("pytorch-fid"),
+               "vs torch-fidelity best": rate("torch-fidelity")}
+    threads = next((r["threads"] for r in rows if r.get("threads")), None)
+    head = (f"FID Inception features (pool3), batch {batch}, uint8 {size}x{size} input resized to 299 by each "
+            f"pipeline (ours: {mode}), fp32" + (f", torch threads {threads}" if threads else ""))
+    lines = [head, f"{'implementation':<44}{'images/s':>10}" + "".join(f"{k:>25}" for k in against)]
+    for r in rows:
+        name = f"{r['impl']} [{r['config']}]" + ("" if r["ours"] else " (peer)")
+        ratios = "".join(f"{r['images_per_s'] / v:>24.2f}x" if v else f"{'':>25}" for v in against.values())
+        r.update({k.replace(" ", "_"): (r["images_per_s"] / v if v else None) for k, v in against.items()})
+        lines.append(f"{name:<44}{r['images_per_s']:>10.2f}{ratios}")
+    return "\n".join(lines)
