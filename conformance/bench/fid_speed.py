@@ -35,21 +35,34 @@ def plan(frameworks=None, compile=True):
 
 
 def run(batch=50, size=299, frameworks=None, warmup=2, repeats=5, mode="tf1", progress=print, compile=True):
-    """Every planned row, one worker at a time (timings must not share the cores)."""
-    rows = []
+    """Every planned row, one worker at a time (timings must not share the cores), in ``repeats``
+    rounds: each round times one call of every implementation in turn (its workers keep their
+    models built), so a change in the machine's load between rows falls on every row alike; a
+    row's images/s is the median over rounds. The first round also runs ``warmup`` calls."""
+    import statistics
+
+    rates, first = {}, {}
     with tempfile.TemporaryDirectory() as tmp, WorkerPool(Path(tmp) / "logs", jobs=1) as pool:
         progress("[0] weights: seeded FID Inception (calibrated on pixels), exported for each peer")
         files = prepare(ARCH, Path(tmp) / "weights", pool, PEERS, variant="fid", aux_logits=False)
-        for i, (impl, process, configs) in enumerate(plan(frameworks, compile)):
-            progress(f"[{i + 1}] {impl}: {', '.join(configs)}")
-            try:
-                out = pool.request(process, "fid_bench", impl=impl, batch=batch, size=size, mode=mode,
-                                   configs=list(configs), warmup=warmup, repeats=repeats, weights=files)
-            except Exception as e:  # one failed row is reported; the others still run
-                progress(f"    failed: {(str(e).strip().splitlines() or ['?'])[-1]}")
-                continue
-            rows += [{**r, "ours": get(impl).ours} for r in out["rows"]]
-    return rows
+        jobs = plan(frameworks, compile)
+        for r in range(repeats):
+            progress(f"[round {r + 1}/{repeats}] " + ", ".join(j[0] for j in jobs))
+            for job in list(jobs):
+                impl, process, configs = job
+                try:
+                    out = pool.request(process, "fid_bench", impl=impl, batch=batch, size=size, mode=mode,
+                                       configs=list(configs), warmup=warmup if r == 0 else 0, repeats=1,
+                                       weights=files)
+                except Exception as e:  # one failed implementation is reported; the others still run
+                    progress(f"    {impl} failed: {(str(e).strip().splitlines() or ['?'])[-1]}")
+                    jobs.remove(job)
+                    continue
+                for row in out["rows"]:
+                    first.setdefault((impl, row["config"]), {**row, "ours": get(impl).ours})
+                    rates.setdefault((impl, row["config"]), []).append(row["images_per_s"])
+    return [{**row, "images_per_s": statistics.median(rates[key]), "rounds": len(rates[key])}
+            for key, row in first.items()]
 
 
 def table(rows, batch, size, mode="tf1") -> str:

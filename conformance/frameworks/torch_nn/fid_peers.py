@@ -100,30 +100,24 @@ def bench_model(impl: str, peer_file):
         "inception-v3-compat", ["2048"], verbose=False))
 
 
-def bench_rows(job, images):
-    """Images/s of ``job["impl"]``'s pool3 features from uint8 NHWC ``images``, each config."""
+def bench_call(job, config, images):
+    """A call computing ``job["impl"]``'s pool3 features of uint8 NHWC ``images`` in ``config``,
+    as numpy; its own model (``Module.to`` changes a model in place)."""
     import torch
-
-    from ..timing import images_per_second
 
     impl = job["impl"]
     model = bench_model(impl, job["weights"][impl]).eval()
+    fmt, context = torch.contiguous_format, torch.no_grad
+    if "channels_last" in config:
+        model, fmt, context = model.to(memory_format=torch.channels_last), torch.channels_last, torch.inference_mode
+    if "compile" in config:
+        model = torch.compile(model)
     nhwc = torch.from_numpy(images)
 
-    def features(m, memory_format):
-        x = nhwc.permute(0, 3, 1, 2).contiguous(memory_format=memory_format)
-        if impl == "pytorch-fid":
-            return m(x.float() / 255)[0].squeeze(3).squeeze(2).cpu().numpy()  # ToTensor, then fid_score's own steps
-        return m(x)[0].cpu().numpy()
-
-    out = []
-    for config in job["configs"]:
-        m, fmt, context = model, torch.contiguous_format, torch.no_grad
-        if "channels_last" in config:  # Module.to works in place: "default" must come first
-            m, fmt, context = model.to(memory_format=torch.channels_last), torch.channels_last, torch.inference_mode
-        if "compile" in config:
-            m = torch.compile(m)
+    def features():
         with context():
-            ips = images_per_second(lambda: features(m, fmt), job["warmup"], job["repeats"], job["batch"])
-        out.append({"impl": impl, "config": config, "images_per_s": ips, "threads": torch.get_num_threads()})
-    return out
+            x = nhwc.permute(0, 3, 1, 2).contiguous(memory_format=fmt)
+            if impl == "pytorch-fid":  # ToTensor's [0, 1], then fid_score's own steps
+                return model(x.float() / 255)[0].squeeze(3).squeeze(2).cpu().numpy()
+            return model(x)[0].cpu().numpy()
+    return features
