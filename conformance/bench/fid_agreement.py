@@ -59,27 +59,37 @@ def runs(keras_backend: str = "tensorflow"):
 
 
 def run(weights, workdir, n: int = 1000, dims: int = 2048, keras_backend: str = "tensorflow", batch_size: int = 50,
-        frameworks=FRAMEWORKS, modes=MODES, progress=print) -> dict:
-    """{"fid": {(framework, mode): value}, ...}: each (framework, mode) a ``fid-stats`` run per side
-    in a fresh process of that framework, the distance taken here from the saved statistics."""
+        frameworks=FRAMEWORKS, modes=MODES, progress=print, reuse=False) -> dict:
+    """{"fid": {"framework mode": value}, ...}: each (framework, mode) a ``fid-stats`` run per side
+    in a fresh process of that framework, the distance taken here from the saved statistics
+    (``reuse``: statistics already in ``workdir`` are read, not made again: a run resumed)."""
     workdir = Path(workdir)
     workdir.mkdir(parents=True, exist_ok=True)
     sides = {}
     for side, images in zip("ab", image_sets(n)):
         sides[side] = workdir / f"{side}-{n}.npz"
         np.savez(sides[side], images=images)
-    out = {"images": n, "size": list(SIZE), "dims": dims, "keras_backend": keras_backend, "fid": {}, "residual": {}}
+    out = {"images": n, "size": list(SIZE), "dims": dims, "keras_backend": keras_backend, "fid": {}, "residual": {},
+           "statistics": {}}
+    kept = {}
     for framework, mode, process in runs(keras_backend):
         if framework not in frameworks or mode not in modes:
             continue
         stats = []
         for side, path in sides.items():
             dst = workdir / f"stats-{framework}-{mode}-{dims}-{side}.npz"
-            progress(f"{framework} {mode}: {path.name} -> {dst.name}")
-            run_module("conformance.cli", "fid-stats", path, dst, "--framework", framework, "--mode", mode,
-                       "--dims", dims, "--weights", weights, "--batch-size", batch_size, "--quiet", "--overwrite",
-                       process=process, what=f"fid-stats {framework} {mode}")
+            progress(f"{framework} {mode}: {path.name} -> {dst.name}" + (" (kept)" if reuse and dst.exists() else ""))
+            if not (reuse and dst.exists()):
+                run_module("conformance.cli", "fid-stats", path, dst, "--framework", framework, "--mode", mode,
+                           "--dims", dims, "--weights", weights, "--batch-size", batch_size, "--quiet",
+                           "--overwrite", process=process, what=f"fid-stats {framework} {mode}")
             stats.append(load(dst))
+        if mode == "tf1":  # each framework's statistics against torch's: max |difference| / max |torch's|
+            kept[framework] = stats
+            if "torch" in kept:
+                out["statistics"][framework] = [max(float(np.abs(getattr(s, k) - getattr(t, k)).max() /
+                                                          np.abs(getattr(t, k)).max())
+                                                    for s, t in zip(stats, kept["torch"])) for k in ("mu", "sigma")]
         d = frechet_distance(*stats)
         out["fid"][f"{framework} {mode}"], out["residual"][f"{framework} {mode}"] = d.value, d.residual
         progress(f"    FID {d.value:.9g}")
@@ -90,11 +100,13 @@ def agreement_table(result) -> str:
     """Markdown: FID (tf1) per framework and its relative deviation from each other framework's."""
     fids = {k.split()[0]: v for k, v in result["fid"].items() if k.endswith(" tf1")}
     names = [f if f != "keras" else f"keras ({result['keras_backend']})" for f in fids]
-    lines = ["| framework | FID (tf1) | " + " | ".join(f"rel. dev. from {n}" for n in names) + " |",
-             "|---|---|" + "---|" * len(names)]
+    stats = result.get("statistics", {})
+    lines = ["| framework | FID (tf1) | " + " | ".join(f"rel. dev. from {n}" for n in names)
+             + " | mu, sigma vs torch's (max abs. diff. / max abs.) |", "|---|---|" + "---|" * (len(names) + 1)]
     for f, name in zip(fids, names):
         devs = [abs(fids[f] - fids[g]) / abs(fids[g]) for g in fids]
-        lines.append(f"| {name} | {fids[f]:.6f} | " + " | ".join(f"{d:.1e}" for d in devs) + " |")
+        st = ", ".join(f"{v:.1e}" for v in stats[f]) if f in stats else ""
+        lines.append(f"| {name} | {fids[f]:.6f} | " + " | ".join(f"{d:.1e}" for d in devs) + f" | {st} |")
     return "\n".join(lines)
 
 
@@ -118,12 +130,14 @@ def main(argv=None):
     p.add_argument("--frameworks", nargs="+", default=list(FRAMEWORKS), choices=FRAMEWORKS)
     p.add_argument("--modes", nargs="+", default=list(MODES), choices=MODES)
     p.add_argument("--workdir", help="keep the image sets and statistics here")
+    p.add_argument("--reuse", action="store_true", help="read the statistics already in --workdir instead of "
+                                                        "making them again (a run resumed)")
     p.add_argument("--json", help="write the values as JSON here")
     p.add_argument("--out", help="write the markdown tables here (default: print them)")
     a = p.parse_args(argv)
     workdir = a.workdir or tempfile.mkdtemp(prefix="inception-bridge-fid-agreement-")
     result = run(a.weights, workdir, a.images, a.dims, a.keras_backend, frameworks=a.frameworks, modes=a.modes,
-                 progress=lambda m: print(m, file=sys.stderr, flush=True))
+                 progress=lambda m: print(m, file=sys.stderr, flush=True), reuse=a.reuse)
     text = (f"{a.images} images per side, {SIZE[0]}x{SIZE[1]}, --dims {a.dims}\n\n"
             f"{agreement_table(result)}\n\n{modes_table(result)}\n")
     if a.json:
