@@ -70,8 +70,8 @@ def run(weights, workdir, n: int = 1000, dims: int = 2048, keras_backend: str = 
         sides[side] = workdir / f"{side}-{n}.npz"
         np.savez(sides[side], images=images)
     out = {"images": n, "size": list(SIZE), "dims": dims, "keras_backend": keras_backend, "fid": {}, "residual": {},
-           "statistics": {}}
-    kept = {}
+           "statistics": {}, "same_images": {}}
+    kept, by_mode = {}, {}  # tf1 statistics by framework; torch's by mode
     for framework, mode, process in runs(keras_backend):
         if framework not in frameworks or mode not in modes:
             continue
@@ -90,6 +90,10 @@ def run(weights, workdir, n: int = 1000, dims: int = 2048, keras_backend: str = 
                 out["statistics"][framework] = [max(float(np.abs(getattr(s, k) - getattr(t, k)).max() /
                                                           np.abs(getattr(t, k)).max())
                                                     for s, t in zip(stats, kept["torch"])) for k in ("mu", "sigma")]
+        if framework == "torch":  # each set against itself through tf1: the distance the pipeline alone makes
+            by_mode[mode] = stats
+            if "tf1" in by_mode and mode != "tf1":
+                out["same_images"][mode] = [frechet_distance(s, t).value for s, t in zip(by_mode["tf1"], stats)]
         d = frechet_distance(*stats)
         out["fid"][f"{framework} {mode}"], out["residual"][f"{framework} {mode}"] = d.value, d.residual
         progress(f"    FID {d.value:.9g}")
@@ -114,10 +118,13 @@ def modes_table(result) -> str:
     """Markdown: torch's FID under each mode and its change from tf1's."""
     fids = {k.split()[1]: v for k, v in result["fid"].items() if k.startswith("torch ")}
     base = fids.get("tf1")
-    lines = ["| mode | FID (torch) | vs tf1 |", "|---|---|---|"]
+    same = result.get("same_images", {})
+    lines = ["| mode | FID(A, B) (torch) | vs tf1 | FID(A in tf1, A in this mode) | FID(B in tf1, B in this mode) |",
+             "|---|---|---|---|---|"]
     for mode, value in fids.items():
         rel = f"{(value - base) / base:+.2%}" if base else ""
-        lines.append(f"| {mode} | {value:.6f} | {rel} |")
+        a, b = same.get(mode, [0.0, 0.0])
+        lines.append(f"| {mode} | {value:.6f} | {rel} | {a:.6f} | {b:.6f} |")
     return "\n".join(lines)
 
 
