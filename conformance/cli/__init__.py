@@ -104,9 +104,16 @@ def parser():
 
     b = sub.add_parser("bench", help="eval throughput of ours against the peers, in one run (a benchmark, not a test)")
     b.add_argument("arch", type=architecture, help=KNOWN)
-    b.add_argument("--frameworks", nargs="+", help="subset, e.g. torch flax keras-jax torchvision")
-    b.add_argument("--batch", type=int, default=8)
-    b.add_argument("--size", type=int)
+    b.add_argument("--frameworks", nargs="+", help="subset, e.g. torch flax keras-jax torchvision (with --variant "
+                                                   "fid: pytorch-fid torch-fidelity)")
+    b.add_argument("--variant", choices=("default", "fid"), default="default",
+                   help="fid (inception_v3 only): FID feature extraction from uint8 images, ours (fid.Extractor) "
+                        "against pytorch-fid and torch-fidelity")
+    b.add_argument("--mode", choices=("tf1", "pytorch-fid", "clean"), default="tf1",
+                   help="with --variant fid: our input pipeline (default tf1)")
+    b.add_argument("--batch", type=int, help="default 8 (with --variant fid: 50, pytorch-fid's)")
+    b.add_argument("--size", type=int, help="input size (default: native; with --variant fid: the uint8 "
+                                            "images' size, 299 by default)")
     b.add_argument("--warmup", type=int, default=2)
     b.add_argument("--repeats", type=int, default=5)
     b.add_argument("--peak-gflops", type=float, help="the machine's fp32 peak (default: cores x flop/cycle of the instruction set x base clock)")

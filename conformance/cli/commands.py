@@ -91,11 +91,28 @@ def cmd_bench(a):
 
     size = a.size or model_spec(a.arch).config.input_size[-1]
     with Progress("bench") as progress:
+        if a.variant == "fid":
+            return _bench_fid(a, size, progress.step)
+        a.batch = a.batch or 8
         rows = run.run(a.arch, a.batch, size, a.frameworks, a.warmup, a.repeats, progress=progress.step,
                        compile=not a.no_compile)
     print(table.table(a.arch, rows, a.batch, size, a.peak_gflops))
     if a.json:
         write_json(a.json, {"architecture": a.arch, "batch": a.batch, "size": size, "rows": rows})
+
+
+def _bench_fid(a, size, progress):
+    from ..agreement.matrix import write_json
+    from ..bench import fid_speed
+
+    if a.arch != fid_speed.ARCH:
+        raise BridgeError(f"--variant fid is the FID Inception: architecture {fid_speed.ARCH}, not {a.arch}")
+    batch = a.batch or 50
+    rows = fid_speed.run(batch, size, a.frameworks, a.warmup, a.repeats, a.mode, progress, compile=not a.no_compile)
+    print(fid_speed.table(rows, batch, size, a.mode))
+    if a.json:
+        write_json(a.json, {"architecture": a.arch, "variant": "fid", "mode": a.mode, "batch": batch, "size": size,
+                            "rows": rows})
 
 
 def cmd_seed_weights(a):

@@ -31,21 +31,6 @@ def outputs_dict(out, fields=None) -> dict:
     return dict(zip(fields or out._fields, out))
 
 
-def images_per_second(fn, warmup, repeats, batch) -> float:
-    """Throughput of ``fn`` (one batch per call): the median of ``repeats`` timed calls after
-    ``warmup`` untimed ones."""
-    import statistics
-
-    for _ in range(warmup):
-        fn()
-    times = []
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t0)
-    return batch / statistics.median(times)
-
-
 def save(path, arrays: dict):
     np.savez(path, **arrays)
 
@@ -147,7 +132,7 @@ class Adapter:
     """Dispatches ``handle(op, args)`` to the method named by ``OPS``; ``info`` describes the
     worker's numerics (device, matmul precision), recorded in every report."""
 
-    OPS = ("outputs", "train", "fast", "bench", "convert", "release", "timings")
+    OPS = ("outputs", "train", "fast", "bench", "fid_bench", "convert", "release", "timings")
 
     def __init__(self, process: str, started: float):
         self.process = process
@@ -182,6 +167,12 @@ class Adapter:
         from weights_bridge import convert
 
         convert(src, dst, architecture, src_format=src_format, dst_format=fmt, overwrite=True, variant=variant)
+
+    def fid_bench(self, **job):
+        """FID feature-extraction throughput of one implementation (``conformance.frameworks.fid_bench``)."""
+        from .fid_bench import rows
+
+        return {"rows": rows(job)}
 
     def release(self):
         self.models.clear()

@@ -7,7 +7,8 @@ import tempfile
 
 import numpy as np
 
-from ..base import images_per_second, read_neutral
+from ..base import read_neutral
+from ..timing import images_per_second
 
 
 def rows(job, backend):

@@ -3,7 +3,7 @@
 state_dict keys are ours."""
 from __future__ import annotations
 
-from ..base import images_per_second
+from ..timing import images_per_second
 
 
 def rows(job):

@@ -78,3 +78,46 @@ def run(model, impl: str, x) -> dict:
         raise ValueError("torch-fidelity takes uint8 images: the input is not (k - 128) / 128 of 0..255 pixels")
     features = model(torch.from_numpy(pixels.astype(np.uint8)))
     return {FIDELITY_FEATURES[k]: v.numpy() for k, v in zip(FIDELITY_FEATURES, features)}
+
+
+# The peers' feature extraction as their FID code runs it, and at its best on a CPU.
+# "default": pytorch_fid.fid_score (InceptionV3([3]): resize_input and normalize_input on, ToTensor's
+# float [0, 1] NCHW input, torch.no_grad) and torch-fidelity's utils (uint8 NCHW, torch.no_grad).
+# "channels_last": the same under torch.inference_mode, model and input channels-last;
+# "+compile": also torch.compile'd.
+PEER_BENCH_CONFIGS = ("default", "channels_last", "channels_last+compile")
+
+
+def bench_model(impl: str, peer_file):
+    """The peer's model for FID's 2048 features, as its FID code builds it."""
+    if impl == "pytorch-fid":
+        from pytorch_fid.inception import InceptionV3
+
+        return from_hub_cache(impl, peer_file, lambda: InceptionV3([InceptionV3.BLOCK_INDEX_BY_DIM[2048]]))
+    from torch_fidelity.feature_extractor_inceptionv3 import FeatureExtractorInceptionV3
+
+    return from_hub_cache(impl, peer_file, lambda: FeatureExtractorInceptionV3(
+        "inception-v3-compat", ["2048"], verbose=False))
+
+
+def bench_call(job, config, images):
+    """A call computing ``job["impl"]``'s pool3 features of uint8 NHWC ``images`` in ``config``,
+    as numpy; its own model (``Module.to`` changes a model in place)."""
+    import torch
+
+    impl = job["impl"]
+    model = bench_model(impl, job["weights"][impl]).eval()
+    fmt, context = torch.contiguous_format, torch.no_grad
+    if "channels_last" in config:
+        model, fmt, context = model.to(memory_format=torch.channels_last), torch.channels_last, torch.inference_mode
+    if "compile" in config:
+        model = torch.compile(model)
+    nhwc = torch.from_numpy(images)
+
+    def features():
+        with context():
+            x = nhwc.permute(0, 3, 1, 2).contiguous(memory_format=fmt)
+            if impl == "pytorch-fid":  # ToTensor's [0, 1], then fid_score's own steps
+                return model(x.float() / 255)[0].squeeze(3).squeeze(2).cpu().numpy()
+            return model(x)[0].cpu().numpy()
+    return features
