@@ -10,5 +10,7 @@ fi
 # torch and torchvision must be installed together (older torch wheels break torchvision ops).
 .venv/bin/python -m pip install --quiet --disable-pip-version-check -e ".[all]" 2>&1 \
   | grep -v -E "^WARNING: Location .* is ignored" || true
-.venv/bin/python -c "import torch, torchvision, jax, flax, orbax.checkpoint, keras, tensorflow, safetensors, pytest, pytorch_fid, torch_fidelity, cleanfid" \
+# (through the CLI's own filter of TensorFlow's start-up log lines: conformance/quiet.py)
+.venv/bin/python -c "from conformance import quiet; quiet.configure()
+import torch, torchvision, jax, flax, orbax.checkpoint, keras, tensorflow, safetensors, pytest, pytorch_fid, torch_fidelity, cleanfid" \
   || { echo "ci/setup.sh: install incomplete" >&2; exit 1; }
