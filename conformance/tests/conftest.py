@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 
+from conformance.frameworks.base import return_freed_memory
 from conformance.launch import WorkerPool
 
 from .helpers import seeded
@@ -13,6 +14,14 @@ TIMINGS = pytest.StashKey[dict]()
 # The workers' share of the suite's memory target (8 GB for the whole run on the 24 GB CI
 # machine, this process and the CLI's own workers included): idle workers past it are closed.
 WORKER_MEMORY = 4 * 2**30
+
+
+@pytest.fixture(autouse=True)
+def _hand_back_freed_memory():
+    """After each test, this process's freed heap pages go back to the system (the in-process
+    checks build models and FID features; without it the process stays at its largest test's size)."""
+    yield
+    return_freed_memory()
 
 
 @pytest.fixture(scope="session")
