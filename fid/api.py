@@ -24,12 +24,26 @@ def _field(dims: int) -> str:
     return DIMS[dims]
 
 
+SPLITS = 10  # the Inception Score's, as torch-fidelity and the paper
+
+
+def check_images(images: ImageSource, splits: Optional[int] = None) -> None:
+    """Enough images for a covariance (2), and for the Inception Score's ``splits`` if given:
+    known from the count alone, so callers check before building a network."""
+    if len(images) < 2:
+        raise InputFileError(f"{images.path}: {len(images)} image(s): a covariance needs at least 2")
+    if splits and len(images) < splits:
+        raise InputFileError(f"{images.path}: {len(images)} images; the Inception Score's {splits} splits "
+                             f"need at least {splits}")
+
+
 def features_of(source, extractor: Extractor, dims: int = 2048, batch_size: int = 50, isc: bool = False,
                 progress: Optional[Callable[[int, int], None]] = None):
     """(Statistics of ``source``'s images at ``dims``, their logits_unbiased or None). Features are
     merged into float64 statistics batch by batch; only the logits (N x 1008) are kept, for the
     Inception Score."""
     images = source if isinstance(source, ImageSource) else ImageSource(source)
+    check_images(images)
     field, running, logits, done = _field(dims), S.RunningStatistics(dims), [], 0
     fields = (field, "logits_unbiased") if isc else (field,)
     for batch in images.batches(batch_size):
@@ -40,8 +54,6 @@ def features_of(source, extractor: Extractor, dims: int = 2048, batch_size: int 
         done += len(batch)
         if progress:
             progress(done, len(images))
-    if running.count < 2:
-        raise InputFileError(f"{images.path}: {running.count} image(s): a covariance needs at least 2")
     return running.result(), (np.concatenate(logits) if isc else None)
 
 
@@ -67,9 +79,11 @@ def fid(a, b, framework: str = "torch", mode: str = "tf1", dims: int = 2048, wei
 
 
 def inception_score_of(source, framework: str = "torch", mode: str = "tf1", weights=None, batch_size: int = 50,
-                       splits: int = 10, progress=None):
+                       splits: int = SPLITS, progress=None):
     """(mean, std) of the Inception Score of a folder or ``.npz`` of images (torch-fidelity's rule)."""
+    images = source if isinstance(source, ImageSource) else ImageSource(source)
+    check_images(images, splits)  # before the network is built
     extractor = Extractor(framework, mode, weights)
-    _, logits = features_of(source, extractor, 2048, batch_size, isc=True, progress=progress)
+    _, logits = features_of(images, extractor, 2048, batch_size, isc=True, progress=progress)
     return inception_score(logits, splits)
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 
-from weights_bridge.errors import InputFileError, OutputError, WeightsMismatchError
+from weights_bridge.errors import OutputError, WeightsMismatchError
 from weights_bridge.extras import require
 
 from .. import registry
@@ -12,7 +12,6 @@ from .progress import Progress
 
 FRAMEWORKS = ("torch", "flax", "keras")
 MODES = ("tf1", "pytorch-fid", "clean")
-SPLITS = 10  # the Inception Score's, as torch-fidelity and the paper
 
 
 def add_commands(sub, format_names):
@@ -82,7 +81,7 @@ def cmd_fid(a):
         stats[key], logits = features_of(source, extractor, a.dims, a.batch_size, isc=a.isc, progress=progress)
         counts[key] = stats[key].count
         if a.isc:
-            isc[key] = dict(zip(("mean", "std"), inception_score(logits, SPLITS)))
+            isc[key] = dict(zip(("mean", "std"), inception_score(logits)))
     stats = [stats["a"], stats["b"]]
     distance = frechet_distance(*stats)
     print(f"FID: {distance.value:.6f}")
@@ -107,12 +106,11 @@ def check_before_work(a, images, stats):
         if any(v is not None for v in images.values()) and s.dims != a.dims:
             raise WeightsMismatchError(f"{getattr(a, key)}: statistics of {s.dims} dimensions, but --dims {a.dims} "
                                        f"for the images; compute both with the same --dims")
-    for key, source in images.items():
-        if source is not None and len(source) < 2:
-            raise InputFileError(f"{source.path}: {len(source)} image(s): a covariance needs at least 2")
-        if a.isc and source is not None and len(source) < SPLITS:
-            raise InputFileError(f"{source.path}: {len(source)} images; the Inception Score's {SPLITS} splits "
-                                 f"need at least {SPLITS}")
+    from fid.api import SPLITS, check_images
+
+    for source in images.values():
+        if source is not None:
+            check_images(source, SPLITS if a.isc else None)
 
 
 def cmd_fid_stats(a):
