@@ -16,11 +16,10 @@ from pathlib import Path
 
 from ..agreement.checkpoints import prepare
 from ..launch import WorkerError, WorkerPool
-from ..registry import available, get
+from ..registry import OURS, available, get
 
 ARCH = "inception_v3"
 PEERS = ("pytorch-fid", "torch-fidelity")
-KERAS = ("keras-tensorflow", "keras-jax", "keras-torch")
 
 
 def plan(frameworks=None, compile=True):
@@ -28,9 +27,8 @@ def plan(frameworks=None, compile=True):
     from ..frameworks.torch_nn.fid_peers import PEER_BENCH_CONFIGS
 
     peer_configs = tuple(c for c in PEER_BENCH_CONFIGS if compile or "compile" not in c)
-    jobs = [("torch", "torch", ("fast",)), ("flax", "flax", ("fast",))]
-    jobs += [(k, k, ("fast",)) for k in KERAS]
-    jobs += [(p, "torch", peer_configs) for p in PEERS]
+    jobs = [(impl, get(impl).process, ("fast",)) for impl in OURS]
+    jobs += [(p, get(p).process, peer_configs) for p in PEERS]
     return [j for j in jobs if available(j[0]) and (not frameworks or j[0] in frameworks)]
 
 
