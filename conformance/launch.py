@@ -24,6 +24,7 @@ from pathlib import Path
 from weights_bridge import errors
 
 from . import quiet
+from .memory import Admission, resident_bytes
 
 REPO = Path(__file__).resolve().parent.parent  # holds impls, weights_bridge and conformance
 KERAS_BACKENDS = {"keras-tensorflow": "tensorflow", "keras-jax": "jax", "keras-torch": "torch"}
@@ -155,30 +156,20 @@ class Worker:
         self._log_file.close()
 
 
-def resident_bytes(pid: int) -> int:
-    """A process's resident memory (Linux ``/proc``; 0 where that is not there to read)."""
-    try:
-        with open(f"/proc/{pid}/status") as f:
-            for line in f:
-                if line.startswith("VmRSS:"):
-                    return int(line.split()[1]) * 1024
-    except (OSError, ValueError, IndexError):
-        pass
-    return 0
-
-
 class WorkerPool:
     """Workers by (process, environment), started on first use and kept until ``close``.
     ``jobs`` workers serve at once (``map``). ``memory_budget`` (bytes, resident, all workers
-    together): after each request the pool closes idle workers, largest first, until the rest
-    fit; a closed worker starts again when next asked (its imports again, not its JAX
-    compilations: those are in the persistent cache). ``progress`` hears each request's ``Step``s
-    (the engine never prints; the CLI draws them)."""
+    together; ``conformance.memory``): before a request the pool closes idle workers, largest
+    first, until the rest and the request's declared ``need`` fit, and after it until the rest
+    fit; requests run together only while their needs fit. A closed worker starts again when
+    next asked (its imports again, not its JAX compilations: those are in the persistent cache).
+    ``progress`` hears each request's ``Step``s (the engine never prints; the CLI draws them)."""
 
     def __init__(self, log_dir=None, jobs: int = 2, memory_budget: int = None, progress=None):
         self.log_dir = Path(log_dir or tempfile.mkdtemp(prefix="inception-bridge-workers-"))
         self.log_dir.mkdir(parents=True, exist_ok=True)
         self.jobs, self.memory_budget, self.progress = jobs, memory_budget, progress
+        self.admission = Admission(memory_budget)
         self._workers = {}
         self._lock = threading.Lock()
         self._closed_timings = {}  # timings of workers the budget closed, added up by worker
@@ -192,17 +183,21 @@ class WorkerPool:
                 w = self._workers[key] = Worker(process, self.log_dir / f"{process}{suffix}.log", env)
             return w
 
-    def request(self, process: str, op: str, env=None, **args):
+    def request(self, process: str, op: str, env=None, need: int = 0, **args):
+        """One request; ``need``: the bytes its worker may grow by serving it (0: it barely grows)."""
         what, t0 = describe(process, op, args), time.perf_counter()
         self._report(Step(what))
         try:
-            while True:
-                w = self.worker(process, env)
-                with w.lock:
-                    if not w.retired:  # else the budget closed it before this request got it
-                        result = w.request_unlocked(op, **args)
-                        self._report(Step(what, time.perf_counter() - t0))
-                        return result
+            with self.admission.admit(need):
+                while True:
+                    w = self.worker(process, env)
+                    with w.lock:
+                        if not w.retired:  # else the budget closed it before this request got it
+                            if self.memory_budget and need:
+                                self._fit_budget(need)  # w's lock is held: it stays
+                            result = w.request_unlocked(op, **args)
+                            self._report(Step(what, time.perf_counter() - t0))
+                            return result
         except Exception as e:
             self._report(Step(what, time.perf_counter() - t0, (str(e).strip().splitlines() or ["?"])[-1]))
             raise
@@ -214,10 +209,11 @@ class WorkerPool:
         if self.progress:
             self.progress(step)
 
-    def _fit_budget(self):
+    def _fit_budget(self, need: int = 0):
+        """Closes idle workers, largest first, until the running ones and ``need`` fit the budget."""
         with self._lock:
             alive = [(w, resident_bytes(w.proc.pid)) for w in self._workers.values() if w.proc.poll() is None]
-            total = sum(r for _, r in alive)
+            total = sum(r for _, r in alive) + need
             for w, r in sorted(alive, key=lambda wr: -wr[1]):
                 if total <= self.memory_budget:
                     break
@@ -247,9 +243,11 @@ class WorkerPool:
         name, env = key
         return f"{name}{''.join(f' {k}={v}' for k, v in env)}"
 
-    def map(self, calls):
-        """Runs [(process, op, args, env)] with up to ``jobs`` processes at once, each process's
-        requests in order; returns each call's result, or the exception it raised."""
+    def map(self, calls, need=0):
+        """Runs [(process, op, args, env)] with up to ``jobs`` processes at once (fewer where
+        their ``need``, one for all or one per call, does not fit the memory budget), each
+        process's requests in order; returns each call's result, or the exception it raised."""
+        needs = list(need) if isinstance(need, (list, tuple)) else [need] * len(calls)
         by_process, results = {}, [None] * len(calls)
         for i, (process, op, args, env) in enumerate(calls):
             by_process.setdefault((process, tuple(sorted((env or {}).items()))), []).append(i)
@@ -258,7 +256,7 @@ class WorkerPool:
             for i in indices:
                 process, op, args, env = calls[i]
                 try:
-                    results[i] = self.request(process, op, env, **args)
+                    results[i] = self.request(process, op, env, needs[i], **args)
                 except (WorkerError, errors.BridgeError) as e:
                     results[i] = e
 

@@ -1,8 +1,14 @@
 """The worker pool: a memory budget closes idle workers and starts them again when asked, with
-their time still counted; a worker's failure comes back as an error naming it."""
+their time still counted, and admits large requests one at a time; a worker's failure comes back
+as an error naming it."""
+import threading
+
 import pytest
 
-from conformance.launch import WorkerError, WorkerPool, resident_bytes
+from conformance.launch import WorkerError, WorkerPool
+from conformance.memory import Admission, resident_bytes
+
+GB = 2**30
 
 
 def test_resident_bytes_of_a_live_and_a_missing_process():
@@ -20,6 +26,40 @@ def test_memory_budget_closes_idle_workers_and_restarts_them(tmp_path):
         assert first["startup"] > 0 and second["startup"] > 0
         total = pool.timings()["torch"]
         assert total["startup"] == pytest.approx(first["startup"] + second["startup"], rel=1e-6)
+
+
+def test_admission_runs_needs_together_only_while_they_fit():
+    gate = Admission(budget=4 * GB)
+    inside, release = threading.Event(), threading.Event()
+    order = []
+
+    def hold(need, name):
+        with gate.admit(need):
+            order.append(name)
+            inside.set()
+            release.wait(10)
+
+    first = threading.Thread(target=hold, args=(3 * GB, "3 GB"))
+    first.start()
+    assert inside.wait(10)
+    assert gate.fits(1 * GB) and not gate.fits(2 * GB) and not gate.fits(5 * GB)
+    late = threading.Thread(target=hold, args=(2 * GB, "2 GB"))
+    late.start()
+    late.join(0.3)
+    assert late.is_alive() and order == ["3 GB"], "2 GB beside 3 GB would pass the 4 GB budget"
+    release.set()
+    first.join(10), late.join(10)
+    assert order == ["3 GB", "2 GB"]
+    assert gate.fits(5 * GB), "alone, a request runs whatever it needs"
+    assert Admission(budget=None).fits(10**15)
+
+
+def test_a_large_request_closes_idle_workers_before_it_starts(tmp_path):
+    with WorkerPool(tmp_path, jobs=1, memory_budget=64 * GB) as pool:
+        pool.request("torch", "timings")
+        assert pool.running() == ["torch"]  # well within the budget: kept
+        pool.request("torch", "timings", env={"SECOND": "1"}, need=64 * GB)
+        assert pool.running() == ["torch SECOND=1"], "the idle worker stayed beside a request that needs the whole budget"
 
 
 def test_unbounded_pool_keeps_its_worker(tmp_path):

@@ -7,6 +7,8 @@ from pathlib import Path
 
 import numpy as np
 
+from weights_bridge import neutral
+
 from .. import registry
 from ..agreement.checkpoints import checkpoint_config, prepare
 from ..compare.steps import compare_all, eps_placement, floors
@@ -14,6 +16,12 @@ from ..compare.tolerances import TOLERANCES
 from .hyper import BATCH, PROVENANCE, SHAPE, hyper, make_batch
 
 X64 = {"JAX_ENABLE_X64": "1"}  # jax reads it at import: float64 steps on jax get a worker of their own
+# What a worker grows by while serving a training step, in multiples of the model's parameter
+# bytes: with the optimizers (their buffers and six results) 15, without 9. Measured on
+# Inception-ResNet-v2 (55.8M parameters, 107 px, batch 2): float64 with the optimizers, up to
+# 6.0 GB (keras-jax; 13.5x); float32 without, 2.0 GB (8.9x). The torch worker's float32 step
+# also runs its float64 twin (the floor). The pool runs steps together only while these fit.
+STEP_MEMORY_FACTOR = {True: 15, False: 9}
 
 
 def implementations():
@@ -24,6 +32,19 @@ def worker_env(impl, dtype):
     """The worker environment a step in ``dtype`` needs (float64 on jax: ``JAX_ENABLE_X64``)."""
     jax_based = registry.get(impl).process in ("flax", "keras-jax")
     return X64 if dtype == "float64" and jax_based else None
+
+
+def step_memory(impl, parameters: int, dtype: str, optimizers: bool) -> int:
+    """Bytes a worker may grow by serving one training step of a model with ``parameters``."""
+    factor = STEP_MEMORY_FACTOR[bool(optimizers)]
+    need = factor * np.dtype(dtype).itemsize * parameters
+    if impl == "torch" and dtype == "float32":
+        need += factor * 8 * parameters  # its float64 twin
+    return need
+
+
+def parameter_count(neutral_path) -> int:
+    return sum(int(np.prod(t.shape)) for t in neutral.read(neutral_path).tensors.values())
 
 
 def input_size(arch):
@@ -51,12 +72,12 @@ def train_agreement(arch, workdir, pool, impls=None, seed=0, files=None, dtype="
     calls = [(registry.get(i).process, "train", dict(impl=i, arch=arch, weights={"neutral": files["neutral"]},
                                                     config=cfg, input=x, labels=y, hyper=hp, dtype=dtype, out=outs[i]),
               worker_env(i, dtype)) for i in impls]
-    replies = dict(zip(impls, pool.map(calls)))
+    parameters = parameter_count(files["neutral"])
+    need = [step_memory(i, parameters, dtype, optimizers) for i in impls]
+    replies = dict(zip(impls, pool.map(calls, need=need)))
     errors = {i: str(r) for i, r in replies.items() if isinstance(r, Exception)}
     opened = {i: np.load(outs[i]) for i in impls if i not in errors}
     try:
-        from weights_bridge import neutral
-
         w0 = neutral.read(files["neutral"]).tensors
         floor = floors(opened["torch"]) if dtype == "float32" and "torch" in opened else {}
         unbiased = {i: registry.get(i).bn_variance == registry.UNBIASED for i in opened}

@@ -1,0 +1,53 @@
+"""A pool's memory budget: how much its workers may hold together, read from their resident
+sizes, and the admission of requests that say how large they make a worker.
+
+Most requests leave a worker near its start-up size; a few (a float64 training step of a
+large model) grow one to several GB. Closing idle workers after such a request is too late to
+keep the peak down: two of them running at once, beside idle workers, is the peak. So a request
+may declare its ``need`` (bytes): requests run together only while their needs fit the budget
+(one runs alone whatever it needs), and before one starts, idle workers are closed until the
+others' resident sizes plus its need fit.
+"""
+from __future__ import annotations
+
+import threading
+from contextlib import contextmanager
+
+
+def resident_bytes(pid: int) -> int:
+    """A process's resident memory (Linux ``/proc``; 0 where that is not there to read)."""
+    try:
+        with open(f"/proc/{pid}/status") as f:
+            for line in f:
+                if line.startswith("VmRSS:"):
+                    return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    return 0
+
+
+class Admission:
+    """Requests in flight and their declared needs; ``budget`` None admits everything at once."""
+
+    def __init__(self, budget: int | None):
+        self.budget = budget
+        self._needs, self._count = 0, 0
+        self._changed = threading.Condition()
+
+    def fits(self, need: int) -> bool:
+        return self.budget is None or self._count == 0 or self._needs + need <= self.budget
+
+    @contextmanager
+    def admit(self, need: int = 0):
+        """Waits until ``need`` fits beside the requests in flight, then holds it until the block ends."""
+        with self._changed:
+            self._changed.wait_for(lambda: self.fits(need))
+            self._needs += need
+            self._count += 1
+        try:
+            yield
+        finally:
+            with self._changed:
+                self._needs -= need
+                self._count -= 1
+                self._changed.notify_all()
