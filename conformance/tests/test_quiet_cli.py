@@ -69,7 +69,8 @@ class Terminal(io.StringIO):
         return True
 
 
-def test_live_line_names_the_running_steps_and_ends_cleanly():
+def test_live_line_names_the_running_steps_and_ends_cleanly(monkeypatch):
+    monkeypatch.setenv("COLUMNS", "200")  # the live line is cut to the terminal's width (pytest-xdist's: 80)
     out = Terminal()
     with Progress("verify", stream=out) as progress:
         progress.step(Step("flax outputs googlenet eval 224"))
