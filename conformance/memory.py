@@ -14,6 +14,10 @@ import threading
 from contextlib import contextmanager
 
 
+# A need no budget holds: the request runs by itself, every idle worker closed first.
+ALONE = 2**62
+
+
 def resident_bytes(pid: int) -> int:
     """A process's resident memory (Linux ``/proc``; 0 where that is not there to read)."""
     try:

@@ -22,6 +22,7 @@ from .. import registry
 from ..agreement.checkpoints import checkpoint_config
 from ..compare.steps import Row
 from ..frameworks.data_parallel import WORLD, xla_flags
+from ..memory import ALONE
 from .hyper import hyper, make_batch
 from .run import input_size
 
@@ -57,7 +58,8 @@ def run_engines(arch, workdir, pool, files, which=None, size=None, optimizers=No
                "input": x, "labels": y, "hyper": hp, "measure_floor": bool(jax_engines), **floor}
         env = {"XLA_FLAGS": xla_flags()} if engine != "torch-ddp" else None
         try:
-            out = pool.request(registry.get(impl).process, op, env, job=job)
+            # alone: a JAX engine's step grows its worker to 4.9 GB even for GoogLeNet (keras-jax, 224 px)
+            out = pool.request(registry.get(impl).process, op, env, need=ALONE, job=job)
         except Exception as e:  # one engine's failure is reported; the others still run
             result["errors"][f"{engine} (data parallel)"] = str(e)
             continue
