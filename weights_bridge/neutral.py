@@ -38,6 +38,14 @@ def _folder(path) -> Path:
     return path
 
 
+def _tensor_file(folder: Path) -> Path:
+    path = folder / TENSORS
+    if not path.is_file():
+        raise InputFileError(f"{path}: missing: expected the tensors file {TENSORS} beside {CONFIG}, found "
+                             f"{'a folder' if path.is_dir() else 'nothing'}")
+    return path
+
+
 def read_config(folder: Path) -> dict:
     path = folder / CONFIG
     cfg = read_json(path, f"a neutral checkpoint needs the file {CONFIG} beside {TENSORS}", MAX_CONFIG_BYTES,
@@ -171,10 +179,7 @@ def read(path, architecture=None, allow_nonfinite=False) -> Checkpoint:
         raise WeightsMismatchError(f"{folder / CONFIG}: {e}") from None
     if any(name in cfg for name in FACTS):  # a file from before facts were recorded has none: the variant's
         ckpt.facts = {**ckpt.checkpoint_facts(), **{name: cfg[name] for name in FACTS if name in cfg}}
-    tensor_file = folder / TENSORS
-    if not tensor_file.is_file():
-        raise InputFileError(f"{tensor_file}: missing: expected the tensors file {TENSORS} beside {CONFIG}, found "
-                             f"{'a folder' if tensor_file.is_dir() else 'nothing'}")
+    tensor_file = _tensor_file(folder)
     header, start = check_safetensors(tensor_file)
     try:
         tensors = _load(tensor_file, header, start)
@@ -183,6 +188,13 @@ def read(path, architecture=None, allow_nonfinite=False) -> Checkpoint:
     check_canonical(tensors, expected, str(tensor_file), allow_nonfinite)
     ckpt.tensors = tensors
     return ckpt
+
+
+def tensor_shapes(path) -> dict:
+    """Each tensor's shape, from the validated safetensors header alone: no tensor data is read,
+    so a caller that only sizes a checkpoint (a training step's memory) does not hold it."""
+    header, _ = check_safetensors(_tensor_file(_folder(path)))
+    return {name: tuple(info["shape"]) for name, info in header.items() if name != "__metadata__"}
 
 
 def write(ckpt: Checkpoint, path, overwrite=False) -> Path:

@@ -11,6 +11,7 @@ import pytest
 import torch
 
 import weights_bridge as wb
+from weights_bridge import neutral
 from weights_bridge.inspection import inspect_file, refuse_nonfinite
 
 from .helpers import run_cli
@@ -26,6 +27,7 @@ def torchvision_counts():
     model = tvm.googlenet(weights=None, aux_logits=True, init_weights=False)
     buffers = {k: b for k, b in model.named_buffers() if not k.endswith("num_batches_tracked")}
     return {"published_no_aux": tvm.GoogLeNet_Weights.IMAGENET1K_V1.meta["num_params"],
+            "shapes": {k: tuple(t.shape) for k, t in model.state_dict().items() if not k.endswith("num_batches_tracked")},
             "parameters": sum(p.numel() for p in model.parameters()),
             "bn_statistics": sum(b.numel() for b in buffers.values()),
             "tensors": len(list(model.parameters())) + len(buffers)}
@@ -93,3 +95,22 @@ def test_inspect_refuses_what_convert_refuses(case, material, tmp_path):
     assert str(src) in str(info.value) and "\n" not in str(info.value)
     assert not (tmp_path / "PWNED").exists(), "a payload ran"
 
+
+
+# The corpus cases whose fault is in the safetensors header or the folder: what the header alone shows.
+HEADER_CASES = [c for c in CORPUS if c.startswith("neutral: ") or c.startswith("safetensors: ") and not any(
+    w in c for w in ("wrong shape", "missing tensor", "unexpected tensor", "NaN", "Inf"))]
+
+
+def test_tensor_shapes_from_the_header_are_torchvisions(googlenet_pth, torchvision_counts, tmp_path):
+    """``neutral.tensor_shapes`` (how a training step sizes its memory without reading the data)."""
+    wb.convert(googlenet_pth, tmp_path / "g.neutral", ARCH)
+    assert neutral.tensor_shapes(tmp_path / "g.neutral") == torchvision_counts["shapes"]
+
+
+@pytest.mark.parametrize("case", HEADER_CASES)
+def test_tensor_shapes_refuse_a_bad_header_as_read_does(case, material, tmp_path):
+    src, error, _ = CORPUS[case](tmp_path, material)
+    with pytest.raises(error) as info:
+        neutral.tensor_shapes(src)
+    assert str(src) in str(info.value) and "\n" not in str(info.value)

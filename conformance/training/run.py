@@ -2,6 +2,7 @@
 by tensor, from the workers' output files (two tensors in memory at a time, whatever the model)."""
 from __future__ import annotations
 
+import math
 from dataclasses import asdict
 from pathlib import Path
 
@@ -44,7 +45,9 @@ def step_memory(impl, parameters: int, dtype: str, optimizers: bool) -> int:
 
 
 def parameter_count(neutral_path) -> int:
-    return sum(int(np.prod(t.shape)) for t in neutral.read(neutral_path).tensors.values())
+    """Elements of every tensor the checkpoint holds, BN statistics included (what the step's
+    memory factors were measured against)."""
+    return sum(math.prod(shape) for shape in neutral.tensor_shapes(neutral_path).values())
 
 
 def input_size(arch):
