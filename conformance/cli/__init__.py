@@ -25,6 +25,7 @@ from .verify import cmd_verify
 
 FORMAT_NAMES = tuple(FORMATS)
 KNOWN = f"known: {', '.join(ARCHITECTURES)}"
+WORKDIR_HELP = "keep the workers' inputs, outputs and logs here (default: a temporary folder, removed at the end)"
 
 
 class Parser(argparse.ArgumentParser):
@@ -79,7 +80,7 @@ def parser():
     v.add_argument("--impls", help="comma-separated subset, e.g. torch,flax,keras-jax")
     v.add_argument("--sizes", type=int, nargs="+", help="eval input sizes (default: native and native-25)")
     v.add_argument("--seed", type=int, default=0)
-    v.add_argument("--workdir", help="keep worker inputs and outputs here")
+    v.add_argument("--workdir", help=WORKDIR_HELP)
     v.add_argument("--from", dest="src_format", choices=FORMAT_NAMES, help="format of --weights (default: by extension)")
     v.add_argument("--variant", help="checkpoint variant (inception_v3: default, or keras: keras.applications' "
                                      "padding, no aux head, with the keras-applications peer)")
@@ -99,7 +100,7 @@ def parser():
                         "peer's 'logits' (and optionally the NCHW 'input' it saw and its eval-mode aux head outputs "
                         "under our names, e.g. 'aux1', 'aux2': needed to see a flatten-order slip)")
     d.add_argument("--size", type=int)
-    d.add_argument("--workdir")
+    d.add_argument("--workdir", help=WORKDIR_HELP)
     d.set_defaults(func=cmd_diagnose)
 
     b = sub.add_parser("bench", help="eval throughput of ours against the peers, in one run (a benchmark, not a test)")

@@ -1,14 +1,12 @@
 """The CLI's commands besides ``verify``: convert, diagnose, bench, summary, export-onnx."""
 from __future__ import annotations
 
-import tempfile
-from pathlib import Path
-
 import numpy as np
 
 from weights_bridge.errors import BridgeError, MissingExtraError, ToleranceError
 
 from .progress import Progress
+from .workdir import work_folder
 
 
 def cmd_convert(a):
@@ -69,18 +67,18 @@ def _peer_logits(a, x, progress):
     from ..agreement.tasks import Task
     from ..launch import WorkerPool
 
-    workdir = Path(a.workdir or tempfile.mkdtemp(prefix="inception-bridge-diagnose-"))
     task = Task(a.arch, "eval", x.shape[-1])
-    np.save(workdir / f"input-{task.batch}x{task.size}.npy", x)
-    with WorkerPool(workdir / "logs", jobs=1, progress=progress.step) as pool:
+    with work_folder(a.workdir, "inception-bridge-diagnose-") as workdir, \
+            WorkerPool(workdir / "logs", jobs=1, progress=progress.step) as pool:
+        np.save(workdir / f"input-{task.batch}x{task.size}.npy", x)
         files = prepare(a.arch, workdir / "weights", pool, [a.against], source=a.weights)
         impl = registry.get(a.against)
         if not impl.runs(a.arch, checkpoint_variant(files)):
             raise BridgeError(f"{a.against} does not run this {a.arch} checkpoint")
         errors, _ = matrix.run_tasks([a.against], [task], files, workdir, pool)
-    if errors:
-        raise BridgeError(f"{a.against}: {errors[a.against]}")
-    return matrix.load_outputs(matrix.output_path(workdir, a.against, task))["logits"]
+        if errors:
+            raise BridgeError(f"{a.against}: {errors[a.against]}")
+        return matrix.load_outputs(matrix.output_path(workdir, a.against, task))["logits"]
 
 
 def cmd_bench(a):

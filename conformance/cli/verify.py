@@ -2,9 +2,7 @@
 from __future__ import annotations
 
 import sys
-import tempfile
 from dataclasses import asdict
-from pathlib import Path
 
 from weights_bridge.errors import BridgeError, MissingExtraError, ToleranceError
 from weights_bridge.extras import require, what_to_install
@@ -19,6 +17,7 @@ from ..training import data_parallel, run
 from .facts import aligned, fact_rows
 from .progress import Progress
 from .tables import blocks_table, matrix_table
+from .workdir import where, work_folder
 
 
 def _say(message):
@@ -85,17 +84,18 @@ def cmd_verify(a):
         raise BridgeError("--data-parallel compares a training step: use it with --train")
     from weights_bridge.checkpoint import Checkpoint
 
-    workdir = Path(a.workdir or tempfile.mkdtemp(prefix="inception-bridge-verify-"))
     if not a.weights:
         Checkpoint(a.arch, {}, aux_logits=None, variant=a.variant or "default").spec()  # an unknown variant fails here
     impls = requested(a)
-    with Progress("verify") as progress, WorkerPool(workdir / "logs", progress=progress.step) as pool:
+    with work_folder(a.workdir, "inception-bridge-verify-") as workdir, Progress("verify") as progress, \
+            WorkerPool(workdir / "logs", progress=progress.step) as pool:
         files = matrix.prepare_files(a.arch, workdir, pool, impls, a.seed, a.variant, a.weights, a.src_format)
         print(checkpoint_header(files, a.weights, a.src_format), flush=True)
         impls = installed(a, files, impls)  # refused here, the error is the only line on stderr
-        _say(f"verifying {a.arch} (workers in {workdir})")
+        _say(f"verifying {a.arch}{where(a.workdir, workdir)}")
         results, errors, precision, blocks = matrix.agreement(
             a.arch, workdir, pool, impls, tuple(a.sizes) if a.sizes else None, a.seed, layers=a.layers, files=files)
+        config = checkpoint_config(files)  # read before the temporary folder goes
     shown = list(dict.fromkeys([r.a for r in results] + [r.b for r in results] + list(errors)))
     print(matrix_table(results, shown))
     if blocks:
@@ -103,7 +103,7 @@ def cmd_verify(a):
     for impl, err in errors.items():
         print(f"\n{impl}: worker failed: {err}")
     report = matrix.to_json(a.arch, results, errors, precision, blocks)
-    report["checkpoint"] = checkpoint_config(files)
+    report["checkpoint"] = config
     if a.report:
         from ..agreement.report import write_report
 
@@ -121,18 +121,19 @@ def cmd_verify_train(a):
     bounds (the conventions alone). Prints both tables; exit 1 beyond tolerance."""
     from ..agreement.checkpoints import prepare
 
-    workdir = Path(a.workdir or tempfile.mkdtemp(prefix="inception-bridge-train-"))
     impls = [i for i in requested(a) or registry.OURS if i in registry.OURS]
-    with Progress("verify --train") as progress, WorkerPool(workdir / "logs", progress=progress.step) as pool:
+    with work_folder(a.workdir, "inception-bridge-train-") as workdir, Progress("verify --train") as progress, \
+            WorkerPool(workdir / "logs", progress=progress.step) as pool:
         files = prepare(a.arch, workdir / "weights", pool, seed=a.seed, variant=a.variant, source=a.weights,
                         source_format=a.src_format)
         print(checkpoint_header(files, a.weights, a.src_format), flush=True)
         impls = installed(a, files, impls)
-        _say(f"verifying one training step of {a.arch} (workers in {workdir})")
+        _say(f"verifying one training step of {a.arch}{where(a.workdir, workdir)}")
         res = run.train_agreement(a.arch, workdir, pool, impls, files=files)
         if a.data_parallel:  # DDP, JAX and Keras DataParallel against one device
             res = data_parallel.add_to_training(res, a.arch, workdir, pool, files, impls)
         res64 = run.train_agreement(a.arch, workdir, pool, impls, files=files, dtype="float64")
+        config = checkpoint_config(files)  # read before the temporary folder goes
     print(table(res))
     if a.data_parallel:
         print(data_parallel.contrast_table(res))
@@ -148,7 +149,7 @@ def cmd_verify_train(a):
               "rounding of its kink; docs/training.md), reported, not failed: "
               + ", ".join(f"{r.a}-{r.b} {r.quantity}" for r in flips))
     report = run.to_json(res)
-    report["checkpoint"] = checkpoint_config(files)
+    report["checkpoint"] = config
     report["float64"] = run.to_json(res64)
     report["kink_flips"] = [asdict(r) for r in flips]
     report["ok"] = (not res["errors"] and all(r.ok or r in flips for r in res["rows"])) and report["float64"]["ok"]

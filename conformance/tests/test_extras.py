@@ -161,11 +161,13 @@ def skipped(stdout) -> dict:
 def test_verify_with_one_implementation(tmp_path, neutral):
     """Keras alone runs one implementation of GoogLeNet: nothing to compare, exit 2 naming an
     extra that brings another, after listing every one left out."""
-    work = tmp_path / "work"
     line = refused(tmp_path, "keras", ("verify", "googlenet", "--weights", neutral), "torch")
     assert "verify googlenet compares implementations and only keras-tensorflow is installed: torch needs" in line
-    proc = run_cli("verify", "googlenet", "--weights", neutral, "--workdir", work, env=only("keras"))
+    temporary = tmp_path / "tmp"
+    temporary.mkdir()
+    proc = run_cli("verify", "googlenet", "--weights", neutral, env={**only("keras"), "TMPDIR": str(temporary)})
     assert set(skipped(proc.stdout)) == {"torch", "flax", "keras-jax", "keras-torch", "torchvision"}, proc.stdout
+    assert not list(temporary.glob("inception-bridge-*")), "a refused verify left its temporary folder"
 
 
 @pytest.mark.slow  # two torch workers: about 40 s on two cores

@@ -54,8 +54,10 @@ def test_convert_to_keras_prints_no_framework_lines(tmp_path):
 
 
 def test_verify_reports_each_implementations_steps_off_a_terminal(tmp_path):
-    proc = run_cli("verify", "googlenet", "--impls", "torch,torchvision", "--sizes", "96", "--workdir", tmp_path,
+    """... and, without ``--workdir``, leaves no temporary folder behind."""
+    proc = run_cli("verify", "googlenet", "--impls", "torch,torchvision", "--sizes", "96", env={"TMPDIR": str(tmp_path)},
                    check=True)
+    assert not list(tmp_path.glob("inception-bridge-*")), list(tmp_path.iterdir())
     steps = [ln for ln in proc.stderr.splitlines() if ln.startswith("  verify [")]
     assert "\r" not in proc.stderr  # no live bar in a log
     for what in ("torch seed googlenet", "torch outputs googlenet eval 96", "torch outputs googlenet train 224",
