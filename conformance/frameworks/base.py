@@ -37,13 +37,17 @@ def save(path, arrays: dict):
 
 def write_chunks(chunks, path) -> dict:
     """Writes a training step's chunks (see ``merged``) to an ``.npz`` as they come; returns where
-    the time went: {"chunks": seconds making each chunk, "writing": seconds writing them}."""
+    the time went: {"chunks": seconds making each chunk, "writing": seconds writing them}. Each
+    written chunk's pages go back to the system before the next is made: without that the freed
+    chunks stay resident (Inception-ResNet-v2's float64 step on keras-jax: 5.97 GiB, with: 5.35)."""
     made, writing = [], 0.0
     with NpzWriter(path) as sink:
         t = time.perf_counter()
         for chunk in chunks:
             t1 = time.perf_counter()
             sink.update(chunk)
+            chunk = None
+            return_freed_memory()
             made.append(round(t1 - t, 3))
             t = time.perf_counter()
             writing += t - t1
