@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # README command 2: set up, then run the conformance suite. With no arguments it runs the
-# default tier (everything not marked slow: about 10 minutes on 2 cores); pytest options pass
+# default tier (everything not marked slow: 10 to 16 minutes on 2 cores); pytest options pass
 # through, e.g. `bash ci/test.sh -m slow` for the heavy cross-framework matrices or
 # `bash ci/test.sh -m "slow or not slow"` for everything.
 set -euo pipefail
