@@ -194,7 +194,7 @@ class WorkerPool:
                     with w.lock:
                         if not w.retired:  # else the budget closed it before this request got it
                             if self.memory_budget and need:
-                                self._fit_budget(need)  # w's lock is held: it stays
+                                self.make_room(need)  # w's lock is held: it stays
                             result = w.request_unlocked(op, **args)
                             self._report(Step(what, time.perf_counter() - t0))
                             return result
@@ -203,14 +203,15 @@ class WorkerPool:
             raise
         finally:
             if self.memory_budget:
-                self._fit_budget()
+                self.make_room()
 
     def _report(self, step: Step):
         if self.progress:
             self.progress(step)
 
-    def _fit_budget(self, need: int = 0):
-        """Closes idle workers, largest first, until the running ones and ``need`` fit the budget."""
+    def make_room(self, need: int = 0):
+        """Closes idle workers, largest first, until the running ones and ``need`` fit the budget
+        (a caller about to start a large process of its own passes that process's size)."""
         with self._lock:
             alive = [(w, resident_bytes(w.proc.pid)) for w in self._workers.values() if w.proc.poll() is None]
             total = sum(r for _, r in alive) + need

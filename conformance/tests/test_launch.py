@@ -60,6 +60,8 @@ def test_a_large_request_closes_idle_workers_before_it_starts(tmp_path):
         assert pool.running() == ["torch"]  # well within the budget: kept
         pool.request("torch", "timings", env={"SECOND": "1"}, need=64 * GB)
         assert pool.running() == ["torch SECOND=1"], "the idle worker stayed beside a request that needs the whole budget"
+        pool.make_room(ALONE)  # what a caller does before a large process of its own
+        assert pool.running() == [], "an idle worker stayed beside a process that runs alone"
 
 
 def test_unbounded_pool_keeps_its_worker(tmp_path):
