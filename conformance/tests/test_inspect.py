@@ -96,10 +96,9 @@ def test_inspect_refuses_what_convert_refuses(case, material, tmp_path):
     assert not (tmp_path / "PWNED").exists(), "a payload ran"
 
 
-
 # The corpus cases whose fault is in the safetensors header or the folder: what the header alone shows.
-HEADER_CASES = [c for c in CORPUS if c.startswith("neutral: ") or c.startswith("safetensors: ") and not any(
-    w in c for w in ("wrong shape", "missing tensor", "unexpected tensor", "NaN", "Inf"))]
+HEADER_CASES = [c for c in CORPUS if c.startswith("neutral: ") or (c.startswith("safetensors: ") and not any(
+    w in c for w in ("wrong shape", "missing tensor", "unexpected tensor", "NaN", "Inf")))]
 
 
 def test_tensor_shapes_from_the_header_are_torchvisions(googlenet_pth, torchvision_counts, tmp_path):
