@@ -1,4 +1,4 @@
-"""Where a command's workers keep their inputs, outputs and logs."""
+"""Where a command's workers keep their inputs, outputs and logs: a chosen folder, kept, or a temporary one."""
 from __future__ import annotations
 
 import tempfile

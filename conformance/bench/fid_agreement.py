@@ -14,7 +14,6 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -23,6 +22,7 @@ from fid.distance import frechet_distance
 from fid.stats import load
 
 from ..launch import run_module
+from ..workdir import work_folder
 
 FRAMEWORKS = ("torch", "flax", "keras")
 MODES = ("tf1", "pytorch-fid", "clean")
@@ -136,15 +136,16 @@ def main(argv=None):
     p.add_argument("--keras-backend", default="tensorflow", choices=("tensorflow", "jax", "torch"))
     p.add_argument("--frameworks", nargs="+", default=list(FRAMEWORKS), choices=FRAMEWORKS)
     p.add_argument("--modes", nargs="+", default=list(MODES), choices=MODES)
-    p.add_argument("--workdir", help="keep the image sets and statistics here")
+    p.add_argument("--workdir", help="keep the image sets and statistics here (default: a temporary folder, removed "
+                                      "at the end)")
     p.add_argument("--reuse", action="store_true", help="read the statistics already in --workdir instead of "
                                                         "making them again (a run resumed)")
     p.add_argument("--json", help="write the values as JSON here")
     p.add_argument("--out", help="write the markdown tables here (default: print them)")
     a = p.parse_args(argv)
-    workdir = a.workdir or tempfile.mkdtemp(prefix="inception-bridge-fid-agreement-")
-    result = run(a.weights, workdir, a.images, a.dims, a.keras_backend, frameworks=a.frameworks, modes=a.modes,
-                 progress=lambda m: print(m, file=sys.stderr, flush=True), reuse=a.reuse)
+    with work_folder(a.workdir, "inception-bridge-fid-agreement-") as workdir:
+        result = run(a.weights, workdir, a.images, a.dims, a.keras_backend, frameworks=a.frameworks, modes=a.modes,
+                     progress=lambda m: print(m, file=sys.stderr, flush=True), reuse=a.reuse)
     text = (f"{a.images} images per side, {SIZE[0]}x{SIZE[1]}, --dims {a.dims}\n\n"
             f"{agreement_table(result)}\n\n{modes_table(result)}\n")
     if a.json:

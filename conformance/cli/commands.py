@@ -6,7 +6,7 @@ import numpy as np
 from weights_bridge.errors import BridgeError, MissingExtraError, ToleranceError
 
 from .progress import Progress
-from .workdir import work_folder
+from ..workdir import work_folder
 
 
 def cmd_convert(a):

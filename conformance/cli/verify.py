@@ -17,7 +17,7 @@ from ..training import data_parallel, run
 from .facts import aligned, fact_rows
 from .progress import Progress
 from .tables import blocks_table, matrix_table
-from .workdir import where, work_folder
+from ..workdir import where, work_folder
 
 
 def _say(message):
