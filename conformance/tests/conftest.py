@@ -10,7 +10,7 @@ import pytest
 from conformance.frameworks.base import return_freed_memory
 from conformance.launch import WorkerPool
 
-from .helpers import seeded
+from .helpers import OWN_PROCESS, seeded
 
 
 TIMINGS = pytest.StashKey[dict]()
@@ -57,6 +57,12 @@ def pytest_terminal_summary(terminalreporter, config):
         terminalreporter.write_line(f"{'worker':<48}{'start-up':>10}{'load':>10}{'requests':>10}")
         for name, t in sorted(timings.items()):
             terminalreporter.write_line(f"{name[:47]:<48}{t['startup']:>10.1f}{t['load']:>10.1f}{t['requests']:>10.1f}")
+
+
+@pytest.fixture
+def room(pool):
+    """Idle workers closed until one large process of the test's own fits in the workers' budget."""
+    pool.make_room(OWN_PROCESS)
 
 
 @pytest.fixture(scope="session")

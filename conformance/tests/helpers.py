@@ -13,6 +13,13 @@ from conformance.launch import REPO, environment
 from weights_bridge.extras import missing
 
 
+# Room a test's own large process needs beside the session's workers (measured: a Keras-on-
+# TensorFlow snippet with GoogLeNet 2.4 GiB, fid-stats 2.7 GiB). Slow tests that start one close
+# idle workers first (the ``room`` fixture, ``WorkerPool.make_room``), as the pool's budget
+# cannot see processes it did not start.
+OWN_PROCESS = 3 * 2**30
+
+
 def run_cli(*args, env=None, check=False):
     """``inception-bridge ARGS`` in a fresh process; returns the CompletedProcess."""
     proc = subprocess.run([sys.executable, "-m", "conformance.cli", *map(str, args)], cwd=REPO,

@@ -43,7 +43,7 @@ def _random_state_dict(arch, variant, num_classes=10):
 
 @pytest.mark.slow
 @pytest.mark.parametrize("arch, variant", CASES)
-def test_six_directions_bit_identical(arch, variant, tmp_path):
+def test_six_directions_bit_identical(arch, variant, tmp_path, room):
     require("keras", "flax")
     original = _random_state_dict(arch, variant)
     torch.save(original, tmp_path / "src.pth")

@@ -88,7 +88,7 @@ print("LOADED", same, len(model.weights))
 
 
 @pytest.mark.slow
-def test_keras_h5_writer_equals_keras_save_weights(googlenet_pth, tmp_path):
+def test_keras_h5_writer_equals_keras_save_weights(googlenet_pth, tmp_path, room):
     require("keras", "tensorflow", "h5py")
     stdout = run_python(KERAS_SCRIPT, googlenet_pth, tmp_path / "own.weights.h5", tmp_path / "ours.weights.h5")
     lines = dict(ln.split(" ", 1) for ln in stdout.splitlines() if ln.startswith(("DIFF", "LOADED")))

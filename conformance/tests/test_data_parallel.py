@@ -108,7 +108,7 @@ def test_jax_batch_norm_is_synchronised(dp_run):
 
 
 @pytest.mark.slow
-def test_verify_train_data_parallel_cli(tmp_path):
+def test_verify_train_data_parallel_cli(tmp_path, room):
     """``verify --train --data-parallel`` adds the DDP rows to the training matrix and its JSON."""
     out = tmp_path / "train.json"
     proc = run_cli("verify", "googlenet", "--train", "--data-parallel", "--impls", "torch", "--json", out,

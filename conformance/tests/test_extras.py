@@ -171,7 +171,7 @@ def test_verify_with_one_implementation(tmp_path, neutral):
 
 
 @pytest.mark.slow  # two torch workers: about 40 s on two cores
-def test_verify_with_torch_alone(tmp_path):
+def test_verify_with_torch_alone(tmp_path, room):
     """torch and torchvision run and agree; the ones left out are named with the extra that brings them."""
     proc = run_cli("verify", "googlenet", "--sizes", "199", "--workdir", tmp_path, env=only("torch"))
     assert proc.returncode == 0, proc.stderr[-3000:]

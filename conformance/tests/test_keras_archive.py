@@ -115,7 +115,7 @@ BACKENDS = ("tensorflow", "jax", "torch")
 
 
 @pytest.mark.slow
-def test_archive_saved_on_one_backend_loads_on_the_others(googlenet_pth, tmp_path):
+def test_archive_saved_on_one_backend_loads_on_the_others(googlenet_pth, tmp_path, room):
     """Each backend's ``model.save`` archive loads on the other two (and the bridge's on all three),
     giving exactly the loading backend's own outputs for these weights; the backends agree within
     the eval tolerance; every archive converts back to the checkpoint, bit for bit."""

@@ -16,7 +16,7 @@ import pytest
 
 from conformance.compare.tolerances import within
 
-from .helpers import run_cli, seeded
+from .helpers import OWN_PROCESS, run_cli, seeded
 
 RTOL = 1e-5
 
@@ -107,8 +107,9 @@ def test_cli_bad_weights_writes_nothing(weights, tmp_path):
 
 
 @pytest.fixture(scope="module")
-def exported(googlenet_pth, torch_onnx, tmp_path_factory):
+def exported(googlenet_pth, torch_onnx, tmp_path_factory, pool):
     """googlenet exported from Keras through the CLI (and from PyTorch, shared with the tests above)."""
+    pool.make_room(OWN_PROCESS)
     d = tmp_path_factory.mktemp("onnx-keras")
     proc = run_cli("export-onnx", "googlenet", googlenet_pth, d / "keras.onnx", "--framework", "keras")
     assert proc.returncode == 0, proc.stderr[-3000:]
@@ -206,7 +207,7 @@ def test_keras_onnx_matches_keras_worker(pool, exported, googlenet_pth, tmp_path
 
 
 @pytest.mark.slow
-def test_keras_tolerance_failure_writes_nothing(googlenet_pth, tmp_path):
+def test_keras_tolerance_failure_writes_nothing(googlenet_pth, tmp_path, room):
     from conformance.onnx import export_onnx
     from weights_bridge import ToleranceError
 

@@ -139,7 +139,7 @@ def keras_apps_file(pool, tmp_path_factory):
 
 
 @pytest.mark.slow
-def test_keras_applications_round_trip_is_lossless(keras_apps_file, tmp_path):
+def test_keras_applications_round_trip_is_lossless(keras_apps_file, tmp_path, room):
     run_cli("convert", keras_apps_file, tmp_path / "n", "--arch", "inception_v3", "--from", "keras-applications",
             "--quiet", check=True)
     cfg = json.loads((tmp_path / "n" / "config.json").read_text())

@@ -150,7 +150,7 @@ def keras_irv2_file(pool, tmp_path_factory):
 
 
 @pytest.mark.slow
-def test_keras_irv2_round_trip_is_lossless(keras_irv2_file, tmp_path):
+def test_keras_irv2_round_trip_is_lossless(keras_irv2_file, tmp_path, room):
     run_cli("convert", keras_irv2_file, tmp_path / "n", "--arch", ARCH, "--from", "keras-applications",
             "--quiet", check=True)
     cfg = json.loads((tmp_path / "n" / "config.json").read_text())

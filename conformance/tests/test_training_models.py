@@ -140,7 +140,7 @@ def _print(res):
 
 
 @pytest.mark.slow
-def test_verify_train_cli_covers_an_aux_free_model(tmp_path):
+def test_verify_train_cli_covers_an_aux_free_model(tmp_path, room):
     """``verify --train`` runs bn_inception (no aux heads: no aux term) in float32 and float64."""
     import json
 

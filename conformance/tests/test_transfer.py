@@ -18,6 +18,7 @@ import numpy as np
 import pytest
 
 from conformance.launch import REPO, environment
+from conformance.memory import ALONE
 
 from .transfer_data import AUX_WEIGHT, LR, NUM_CLASSES, batches, dataset
 
@@ -150,8 +151,10 @@ def test_flax_transfer(googlenet_pth, tmp_path):
 
 
 @pytest.fixture(scope="module")
-def keras_results(googlenet_pth, tmp_path_factory, request):
-    """The selected Keras backends fine-tune at once, each in its own process (the slow part)."""
+def keras_results(googlenet_pth, tmp_path_factory, request, pool):
+    """The selected Keras backends fine-tune at once, each in its own process (the slow part);
+    the session's idle workers are closed first, as the pool's budget cannot see these."""
+    pool.make_room(ALONE)
     selected = {item.callspec.params["backend"] for item in request.session.items
                 if getattr(item, "originalname", None) == "test_keras_transfer" and hasattr(item, "callspec")}
     procs = {}
