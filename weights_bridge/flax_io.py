@@ -36,9 +36,9 @@ def weight_filter():
 
 def native_shapes(architecture, num_classes, aux_logits, variant="default") -> dict:
     """NNX state path ('a.b.0.kernel') -> shape, from the spec's canonical table: our NNX modules
-    sit at the canonical module paths. Building even an abstract model (``nnx.eval_shape``) took
-    20 s for Inception-ResNet-v2 (quadratic tracing of the RNG updates), most of a conversion;
-    the tests check this table against the model's own state."""
+    sit at the canonical module paths. It needs no JAX: even an abstract model takes seconds
+    (``abstract_model``: 3 s for Inception-ResNet-v2 on two CPU cores, 21 s before it counted
+    its RNG keys in Python); the tests check this table against the model's own state."""
     table = canonical_shapes(model_spec(architecture, num_classes=num_classes, aux_logits=aux_logits,
                                         variant=variant))
     out = {}
@@ -159,16 +159,15 @@ def native_state(model, which=None) -> dict:
 
 def to_model(ckpt: Checkpoint, seed=0, **overrides):
     """Our NNX model holding ``ckpt`` (``overrides``: ``create_model`` keywords, e.g. ``dropout=0.0``),
-    built abstractly: JAX compiles every initializer once per shape (about 25 s for GoogLeNet on
-    two CPU cores) and the loaded weights would overwrite them anyway. Strict: every variable is
-    filled, no tensor is left over."""
+    built abstractly (``abstract_model``): JAX compiles every initializer once per shape (about
+    25 s for GoogLeNet on two CPU cores) and the loaded weights would overwrite them anyway.
+    Strict: every variable is filled, no tensor is left over."""
     import jax
     from flax import nnx
 
-    from impls.flax_nnx import create_model
+    from impls.flax_nnx import abstract_model
 
-    kwargs = ckpt.model_kwargs(**overrides)
-    abstract = nnx.eval_shape(lambda: create_model(ckpt.architecture, **kwargs))
+    abstract = abstract_model(ckpt.architecture, **ckpt.model_kwargs(**overrides))
     graphdef, weights, rest = nnx.split(abstract, weight_filter(), ...)
     shapes = {".".join(map(str, p)): tuple(v.get_value().shape) for p, v in nnx.to_flat_state(weights)}
     nnx.replace_by_pure_dict(weights, nest(to_native("flax", ckpt.tensors, shapes, f"flax {ckpt.architecture}")))

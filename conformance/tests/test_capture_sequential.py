@@ -42,13 +42,16 @@ def test_torch_capture_lists_each_features_block_as_timm_hooks_see_it(captured):
 
 
 def test_flax_capture_names_and_shapes_equal_torch(captured):
-    """Traced abstractly (jax.eval_shape: nothing allocated or compiled) to stay cheap."""
+    """Traced abstractly (``nnx.eval_shape``: nothing allocated or compiled) in eval mode, like the
+    torch model: in train mode each BN statistics update makes JAX walk the trace so far (see
+    ``impls.flax_nnx.abstract_model``), 20 s for this model."""
     jax = pytest.importorskip("jax")
     from flax import nnx
 
-    from impls.flax_nnx import create_model as flax_model
+    from impls.flax_nnx import abstract_model
 
-    model = nnx.eval_shape(lambda: flax_model("inception_v4"))
+    model = abstract_model("inception_v4")
+    model.eval()
     order = []
 
     def run(m, x):
