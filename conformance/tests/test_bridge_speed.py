@@ -36,24 +36,6 @@ def test_flax_native_shapes_match_the_nnx_model(ckpt):
     assert native_shapes("googlenet", 1000, True) == own
 
 
-@pytest.mark.parametrize("arch", ["googlenet", pytest.param("inception_resnet_v2", marks=pytest.mark.slow)])
-def test_abstract_model_is_flaxs_eval_shape_idiom(arch):
-    """``abstract_model`` counts its RNG keys in Python (linear time) and is otherwise Flax's own
-    ``nnx.eval_shape(lambda: create_model(...))``: the same graph, the same variables' shapes and
-    dtypes. The slow case is the model whose idiom build takes 20 s."""
-    require("flax")
-    import jax
-    from flax import nnx
-
-    from impls.flax_nnx import abstract_model, create_model
-
-    ours = abstract_model(arch, num_classes=10)
-    idiom = nnx.eval_shape(lambda: create_model(arch, num_classes=10))
-    assert nnx.graphdef(ours) == nnx.graphdef(idiom)
-    shapes = [jax.tree.map(lambda v: (v.shape, v.dtype), nnx.state(m)) for m in (ours, idiom)]
-    assert shapes[0] == shapes[1] and len(jax.tree.leaves(shapes[0])) > 100
-
-
 def test_flax_streamed_file_equals_msgpack_serialize(ckpt, tmp_path):
     require("flax")
     from flax import serialization

@@ -21,10 +21,11 @@ import jax.numpy as jnp
 from flax import nnx
 
 from ..spec.transfer import classifier_layers, head_init, is_head, with_num_classes
+from .layers import BatchNorm
 
 
-class FrozenBatchNorm(nnx.BatchNorm):
-    """An nnx.BatchNorm that always uses (and never updates) its running statistics."""
+class FrozenBatchNorm(BatchNorm):
+    """Our BatchNorm, always using (and never updating) its running statistics."""
 
     def __call__(self, x, use_running_average: Optional[bool] = None, **kwargs):
         return super().__call__(x, use_running_average=True, **kwargs)
@@ -48,7 +49,7 @@ def for_transfer(model, num_classes: int, freeze_backbone: bool = True, seed: in
     model.frozen_backbone = bool(freeze_backbone)
     if freeze_backbone:
         for _, m in nnx.iter_modules(model):
-            if type(m) is nnx.BatchNorm:
+            if type(m) is BatchNorm:
                 m.__class__ = FrozenBatchNorm
     return model
 
