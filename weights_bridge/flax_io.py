@@ -37,8 +37,8 @@ def weight_filter():
 def native_shapes(architecture, num_classes, aux_logits, variant="default") -> dict:
     """NNX state path ('a.b.0.kernel') -> shape, from the spec's canonical table: our NNX modules
     sit at the canonical module paths. It needs no JAX: even an abstract model takes seconds
-    (``abstract_model``: 3 s for Inception-ResNet-v2 on two CPU cores, 21 s before it counted
-    its RNG keys in Python); the tests check this table against the model's own state."""
+    (``abstract_model``: under 3 s for Inception-ResNet-v2 on two busy cores, 21-26 s before it
+    counted its RNG keys in Python); the tests check this table against the model's own state."""
     table = canonical_shapes(model_spec(architecture, num_classes=num_classes, aux_logits=aux_logits,
                                         variant=variant))
     out = {}

@@ -42,9 +42,8 @@ def test_torch_capture_lists_each_features_block_as_timm_hooks_see_it(captured):
 
 
 def test_flax_capture_names_and_shapes_equal_torch(captured):
-    """Traced abstractly (``nnx.eval_shape``: nothing allocated or compiled) in eval mode, like the
-    torch model: in train mode each BN statistics update makes JAX walk the trace so far (see
-    ``impls.flax_nnx.abstract_model``), 20 s for this model."""
+    """Traced abstractly (``nnx.eval_shape``: nothing allocated or compiled), in eval mode as the
+    torch model runs."""
     jax = pytest.importorskip("jax")
     from flax import nnx
 

@@ -19,7 +19,7 @@ from .helpers import require
 def test_abstract_model_is_flaxs_eval_shape_idiom(arch):
     """``abstract_model`` counts its RNG keys in Python (linear time) and is otherwise Flax's own
     ``nnx.eval_shape(lambda: create_model(...))``: the same graph, the same variables' shapes and
-    dtypes. The slow case is the model whose idiom build takes 20 s."""
+    dtypes. The slow case is the model whose idiom build takes 21-26 s."""
     require("flax")
     import jax
     from flax import nnx
@@ -61,3 +61,22 @@ def test_batch_norm_is_nnx_batch_norm_bit_for_bit(jit):
     ours.eval(), theirs.eval()
     x = jnp.asarray(rng.standard_normal((2, 5, 5, 16)), jnp.float32)
     assert np.array_equal(run(ours, x), run(theirs, x))
+
+
+def test_batch_norm_train_step_is_its_own_and_keeps_dtypes(monkeypatch):
+    """The train-mode step never reaches ``nnx.BatchNorm.__call__`` (else the test above compared
+    NNX with itself), and like NNX's indexed assignment it keeps each statistic's dtype: float32
+    statistics stay float32 under a float64 input."""
+    require("flax")
+    import jax
+    import jax.numpy as jnp
+    from flax import nnx
+
+    from impls.flax_nnx.layers import BatchNorm
+
+    bn = BatchNorm(8, epsilon=1e-3, momentum=0.9, use_fast_variance=False, rngs=nnx.Rngs(0))
+    monkeypatch.setattr(nnx.BatchNorm, "__call__", lambda *a, **k: pytest.fail("fell back to nnx.BatchNorm"))
+    with jax.enable_x64(True):
+        bn(jnp.ones((2, 3, 3, 8), jnp.float64) * np.arange(8))
+    assert bn.mean[...].dtype == bn.var[...].dtype == jnp.float32
+    assert np.allclose(bn.mean[...], 0.1 * np.arange(8))

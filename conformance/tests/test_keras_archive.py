@@ -47,13 +47,13 @@ out["read_back"] = sorted(back.tensors) == sorted(ckpt.tensors) and all(
 layers, unregistered, seen = {}, set(), set()
 for arch in ("googlenet_paper", "inception_resnet_v2", "inception_v3"):
     for layer in impls.keras3.create_model(arch, input_size=None)._flatten_layers(include_self=False):
-        cls, config = type(layer), layer.get_config()
-        unnamed = json.dumps({k: v for k, v in config.items() if k != "name"}, sort_keys=True, default=repr)
+        cls, cfg = type(layer), layer.get_config()
+        unnamed = json.dumps({k: v for k, v in cfg.items() if k != "name"}, sort_keys=True, default=repr)
         if cls.__module__.startswith("impls.") and (cls, unnamed) not in seen:  # each config once: 210 of 865
             seen.add((cls, unnamed))
             if not keras.saving.get_registered_name(cls).startswith("inception_bridge>"):
                 unregistered.add(cls.__name__)
-            layers[cls.__name__] = layers.get(cls.__name__, True) and cls.from_config(config).get_config() == config
+            layers[cls.__name__] = layers.get(cls.__name__, True) and cls.from_config(cfg).get_config() == cfg
 out["layers"], out["unregistered"] = layers, sorted(unregistered)
 tuned = for_transfer(ours, num_classes=5)
 tuned.save(f"{work}/tuned.keras")

@@ -22,17 +22,19 @@ class BatchNorm(nnx.BatchNorm):
 
     def __call__(self, x, use_running_average=None, *, mask=None):
         running = self.use_running_average if use_running_average is None else use_running_average
-        if running or mask is not None or self.axis_name is not None or self.axis != -1 or self.scale is None \
-                or self.bias is None or self.use_fast_variance:
-            return super().__call__(x, use_running_average, mask=mask)
+        if running is None or running or mask is not None or self.axis_name is not None or self.axis != -1 \
+                or self.scale is None or self.bias is None or self.use_fast_variance or jnp.iscomplexobj(x):
+            return super().__call__(x, use_running_average, mask=mask)  # NNX's own (and its errors)
         x, mean, var, scale, bias = self.promote_dtype(
             (x, self.mean[...], self.var[...], self.scale[...], self.bias[...]), dtype=self.dtype)
         axes = tuple(range(x.ndim - 1))
         stats = jnp.asarray(x, jnp.promote_types(self.dtype or x.dtype, jnp.float32))
         batch_mean = stats.mean(axes)
         batch_var = jnp.square(stats - batch_mean).mean(axes)  # use_fast_variance=False
-        self.mean.set_value(self.momentum * self.mean[...] + (1 - self.momentum) * batch_mean)
-        self.var.set_value(self.momentum * self.var[...] + (1 - self.momentum) * batch_var)
+        for stat, batch in ((self.mean, batch_mean), (self.var, batch_var)):
+            old = stat[...]  # NNX's indexed assignment keeps the statistic's dtype: so does this
+            moved = jax.lax.stop_gradient(self.momentum * old + (1 - self.momentum) * batch)  # as NNX
+            stat.set_value(moved.astype(old.dtype))
         return jnp.asarray((x - batch_mean) * (jax.lax.rsqrt(batch_var + self.epsilon) * scale) + bias,
                            jnp.result_type(x, scale, bias) if self.dtype is None else self.dtype)
 

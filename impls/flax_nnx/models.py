@@ -73,8 +73,8 @@ class _PythonCountedRngs(nnx.Rngs):
     """``nnx.Rngs`` whose ``params`` keys are counted in Python. An ``RngStream`` counts in a
     Variable, and under a trace every Variable update makes JAX walk the whole trace so far (the
     ``Tracer.sharding`` probe in ``Variable.set_value`` builds an error message; jax PR 40041), so
-    ``nnx.eval_shape`` of a model took time quadratic in its size: 21 s for Inception-ResNet-v2
-    on two CPU cores, 3 s counted here. Dropout streams stay ordinary ``RngStream``s."""
+    ``nnx.eval_shape`` of a model took time quadratic in its size: 21-26 s for Inception-ResNet-v2
+    on two busy CPU cores, under 3 s counted here. Dropout streams stay ordinary ``RngStream``s."""
 
     def __init__(self, seed: int):
         super().__init__(seed)

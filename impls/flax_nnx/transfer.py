@@ -49,7 +49,7 @@ def for_transfer(model, num_classes: int, freeze_backbone: bool = True, seed: in
     model.frozen_backbone = bool(freeze_backbone)
     if freeze_backbone:
         for _, m in nnx.iter_modules(model):
-            if type(m) is BatchNorm:
+            if isinstance(m, nnx.BatchNorm) and not isinstance(m, FrozenBatchNorm):
                 m.__class__ = FrozenBatchNorm
     return model
 
