@@ -76,6 +76,18 @@ def test_tensor_bounds_take_the_downstream_floor():
     assert b["grad:fc.weight"] == 1e-5 and b["grad:aux1.fc2.weight"] == pytest.approx(8e-5)
 
 
+@pytest.mark.parametrize("arch,parameters,grown", [
+    ("googlenet", 6_624_904 + 2 * 5_000, 1.6 * 2**30),  # keras-jax float64 step: +1.6 GiB (slow tier)
+    ("inception_resnet_v2", 55_843_464 + 2 * 100_000, 6.0e9),  # keras-jax float64 step: up to 6.0 GB
+])
+def test_a_steps_declared_memory_covers_what_was_measured(arch, parameters, grown):
+    """The pool runs training steps together only while their declared needs fit its budget: a
+    need below what a step really takes lets two run beside idle workers (8.16 GiB in the slow
+    tier, GoogLeNet's float64 step, before the floor). Parameter counts: torchvision's and timm's,
+    plus BN statistics, roughly."""
+    assert T.step_memory("keras-jax", parameters, "float64", optimizers=True) >= grown
+
+
 @pytest.fixture(scope="module")
 def train_run(pool, tmp_path_factory):
     return T.train_agreement("googlenet", tmp_path_factory.mktemp("train-googlenet"), pool)

@@ -23,6 +23,10 @@ X64 = {"JAX_ENABLE_X64": "1"}  # jax reads it at import: float64 steps on jax ge
 # 6.0 GB (keras-jax; 13.5x); float32 without, 2.0 GB (8.9x). The torch worker's float32 step
 # also runs its float64 twin (the floor). The pool runs steps together only while these fit.
 STEP_MEMORY_FACTOR = {True: 15, False: 9}
+# A small model's step is mostly activations: GoogLeNet's float64 step (batch 4 at 224) grew the
+# keras-jax worker by 1.6 GiB, twice what its parameters predict (measured, slow tier, where two
+# such steps beside idle workers took the run to 8.16 GiB). No step needs less than this.
+STEP_MEMORY_FLOOR = 2 * 10**9
 
 
 def implementations():
@@ -41,7 +45,7 @@ def step_memory(impl, parameters: int, dtype: str, optimizers: bool) -> int:
     need = factor * np.dtype(dtype).itemsize * parameters
     if impl == "torch" and dtype == "float32":
         need += factor * 8 * parameters  # its float64 twin
-    return need
+    return max(need, STEP_MEMORY_FLOOR)
 
 
 def parameter_count(neutral_path) -> int:
