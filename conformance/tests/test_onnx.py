@@ -116,15 +116,21 @@ def exported(googlenet_pth, torch_onnx, tmp_path_factory, pool):
     return {"dir": d, "keras": d / "keras.onnx", "torch": torch_onnx("googlenet")[0], "stdout": proc.stdout}
 
 
-_SESSIONS = {}
-
-
-def _run(path, x):
+@pytest.fixture(scope="module")
+def run_onnx():
+    """``run(path, x)``: a file's outputs, each file's onnxruntime session opened once and dropped
+    with the module (a module-level cache held them for the rest of the session)."""
     from conformance.compare.onnx import session
 
-    if path not in _SESSIONS:
-        _SESSIONS[path] = session(path)
-    return _SESSIONS[path].run(None, {"input": x})[0]
+    opened = {}
+
+    def run(path, x):
+        if path not in opened:
+            opened[path] = session(path)
+        return opened[path].run(None, {"input": x})[0]
+
+    yield run
+    opened.clear()
 
 
 def _agree(ref, got, what):
@@ -150,7 +156,7 @@ def test_keras_export_file(exported):
 
 
 @pytest.mark.slow
-def test_keras_onnx_matches_torch(exported, googlenet_pth):
+def test_keras_onnx_matches_torch(exported, googlenet_pth, run_onnx):
     """Dynamic batch (2: neither traced nor self-checked; 5 in the slow tier) against our PyTorch
     model, and the two ONNX files against each other on the same images."""
     import torch
@@ -164,9 +170,9 @@ def test_keras_onnx_matches_torch(exported, googlenet_pth):
         x = rng.standard_normal((n, 3, 224, 224), dtype=np.float32)
         with torch.no_grad():
             ref = model(torch.from_numpy(x)).numpy()
-        from_keras = _run(exported["keras"], np.ascontiguousarray(x.transpose(0, 2, 3, 1)))
+        from_keras = run_onnx(exported["keras"], np.ascontiguousarray(x.transpose(0, 2, 3, 1)))
         _agree(ref, from_keras, f"Keras ONNX vs PyTorch, batch {n}")
-        _agree(_run(exported["torch"], x), from_keras, f"Keras ONNX vs PyTorch ONNX, batch {n}")
+        _agree(run_onnx(exported["torch"], x), from_keras, f"Keras ONNX vs PyTorch ONNX, batch {n}")
 
 
 def test_keras_export_bad_input_writes_nothing(googlenet_pth, tmp_path, monkeypatch):
@@ -190,7 +196,7 @@ def test_keras_export_bad_input_writes_nothing(googlenet_pth, tmp_path, monkeypa
 
 
 @pytest.mark.slow
-def test_keras_onnx_matches_keras_worker(pool, exported, googlenet_pth, tmp_path):
+def test_keras_onnx_matches_keras_worker(pool, exported, googlenet_pth, tmp_path, run_onnx):
     """The file against our Keras model run by the suite's own Keras worker (not the exporter)."""
     import weights_bridge as wb
     from conformance.agreement import matrix
@@ -201,7 +207,7 @@ def test_keras_onnx_matches_keras_worker(pool, exported, googlenet_pth, tmp_path
     errors, _ = matrix.run_tasks(["keras-tensorflow"], [task], {"neutral": str(tmp_path / "g.neutral")}, tmp_path, pool)
     assert not errors, errors
     x = np.load(make_inputs([task], tmp_path)[task.id])
-    from_keras = _run(exported["keras"], np.ascontiguousarray(x.transpose(0, 2, 3, 1)))
+    from_keras = run_onnx(exported["keras"], np.ascontiguousarray(x.transpose(0, 2, 3, 1)))
     logits = matrix.load_outputs(matrix.output_path(tmp_path, "keras-tensorflow", task))["logits"]
     _agree(logits, from_keras, "Keras ONNX vs Keras, batch 5")
 
