@@ -10,12 +10,33 @@ others' resident sizes plus its need fit.
 """
 from __future__ import annotations
 
+import math
 import threading
 from contextlib import contextmanager
+
+from weights_bridge import neutral
 
 
 # A need no budget holds: the request runs by itself, every idle worker closed first.
 ALONE = 2**62
+
+
+# What a worker grows by while evaluating a model (loading it, its outputs and captured blocks),
+# in multiples of the model's float32 parameter bytes: the keras-torch worker grew by 2.1 GiB
+# on Inception-ResNet-v2's keras-applications matrix at 299 (55.8M parameters: 10.1x), beside
+# 3 GiB of idle workers: 7.86 GiB with the test process, before the matrix declared it.
+EVAL_MEMORY_FACTOR = 12
+
+
+def parameter_count(neutral_path) -> int:
+    """Elements of every tensor a neutral checkpoint holds, BN statistics included (what the
+    memory factors were measured against), from its header alone."""
+    return sum(math.prod(shape) for shape in neutral.tensor_shapes(neutral_path).values())
+
+
+def eval_memory(parameters: int) -> int:
+    """Bytes a worker may grow by evaluating a model with ``parameters`` in float32."""
+    return EVAL_MEMORY_FACTOR * 4 * parameters
 
 
 def resident_bytes(pid: int) -> int:

@@ -10,6 +10,7 @@ from pathlib import Path
 import numpy as np
 
 from .. import registry
+from ..memory import eval_memory, parameter_count
 from ..compare.blocks import compare_blocks
 from ..compare.outputs import pair_results
 from ..compare.tolerances import TOLERANCES
@@ -44,7 +45,8 @@ def run_tasks(impls, tasks, files, workdir, pool):
                                input=inputs[t.id], out=str(output_path(workdir, impl, t)), layers=t.layers), None))
             owners.append((impl, t))
     errors, precision = {}, {}
-    for (impl, t), reply in zip(owners, pool.map(calls)):
+    need = eval_memory(parameter_count(files["neutral"]))  # idle workers go first when it does not fit
+    for (impl, t), reply in zip(owners, pool.map(calls, need=need)):
         if isinstance(reply, Exception):
             errors.setdefault(impl, str(reply))
         else:

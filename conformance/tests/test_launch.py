@@ -6,7 +6,7 @@ import threading
 import pytest
 
 from conformance.launch import WorkerError, WorkerPool
-from conformance.memory import ALONE, Admission, resident_bytes
+from conformance.memory import ALONE, Admission, eval_memory, parameter_count, resident_bytes
 
 GB = 2**30
 
@@ -16,6 +16,21 @@ def test_resident_bytes_of_a_live_and_a_missing_process():
 
     assert resident_bytes(os.getpid()) > 10 * 2**20  # this interpreter, numpy and pytest loaded
     assert resident_bytes(2**22 + 7) == 0  # above Linux's pid limit: nothing there
+
+
+def test_parameter_count_is_torchvisions_and_an_evaluation_declares_what_was_measured(googlenet_pth, tmp_path):
+    """The count (from the neutral header alone) is the state_dict's, BN statistics included;
+    the agreement matrix's declared need covers the growth measured on the slow tier's largest
+    evaluation (keras-torch, Inception-ResNet-v2 at 299: +2.1 GiB; 55.8M parameters, timm's count)."""
+    import torch
+
+    import weights_bridge as wb
+
+    wb.convert(googlenet_pth, tmp_path / "g.neutral", "googlenet")
+    state = torch.load(googlenet_pth, weights_only=True)
+    assert parameter_count(tmp_path / "g.neutral") == sum(
+        v.numel() for k, v in state.items() if not k.endswith("num_batches_tracked"))
+    assert eval_memory(55_843_464) >= 2.1 * 2**30
 
 
 def test_memory_budget_closes_idle_workers_and_restarts_them(tmp_path):

@@ -2,7 +2,6 @@
 by tensor, from the workers' output files (two tensors in memory at a time, whatever the model)."""
 from __future__ import annotations
 
-import math
 from dataclasses import asdict
 from pathlib import Path
 
@@ -11,6 +10,7 @@ import numpy as np
 from weights_bridge import neutral
 
 from .. import registry
+from ..memory import parameter_count
 from ..agreement.checkpoints import checkpoint_config, prepare
 from ..compare.steps import compare_all, eps_placement, floors
 from ..compare.tolerances import TOLERANCES
@@ -46,12 +46,6 @@ def step_memory(impl, parameters: int, dtype: str, optimizers: bool) -> int:
     if impl == "torch" and dtype == "float32":
         need += factor * 8 * parameters  # its float64 twin
     return max(need, STEP_MEMORY_FLOOR)
-
-
-def parameter_count(neutral_path) -> int:
-    """Elements of every tensor the checkpoint holds, BN statistics included (what the step's
-    memory factors were measured against)."""
-    return sum(math.prod(shape) for shape in neutral.tensor_shapes(neutral_path).values())
 
 
 def input_size(arch):
