@@ -10,11 +10,11 @@ from pathlib import Path
 import numpy as np
 
 from .. import registry
-from ..memory import eval_memory, parameter_count
 from ..compare.blocks import compare_blocks
 from ..compare.outputs import pair_results
 from ..compare.tolerances import TOLERANCES
 from ..compare.tolerances import as_json as tolerances_json
+from ..memory import eval_memory, parameter_count
 from .checkpoints import checkpoint_config, checkpoint_variant, prepare
 from .tasks import default_tasks, make_inputs
 

@@ -10,10 +10,10 @@ import numpy as np
 from weights_bridge import neutral
 
 from .. import registry
-from ..memory import parameter_count
 from ..agreement.checkpoints import checkpoint_config, prepare
 from ..compare.steps import compare_all, eps_placement, floors
 from ..compare.tolerances import TOLERANCES
+from ..memory import parameter_count
 from .hyper import BATCH, PROVENANCE, SHAPE, hyper, make_batch
 
 X64 = {"JAX_ENABLE_X64": "1"}  # jax reads it at import: float64 steps on jax get a worker of their own
