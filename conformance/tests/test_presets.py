@@ -2,7 +2,7 @@
 
 Expected values come from the peers themselves: torchvision's weights enums and builders, timm's
 pretrained configs, keras.applications' ``preprocess_input`` (in a subprocess: this process never
-imports keras), pretrainedmodels' settings.
+imports keras); pretrainedmodels' settings are held to theirs in test_pretrainedmodels.py.
 """
 from __future__ import annotations
 
@@ -55,17 +55,6 @@ def test_timm_presets_are_timms_pretrained_cfgs(name, arch):
     assert facts["input_size"] == list(cfg.input_size)
     assert facts["mean"] == list(cfg.mean) and facts["std"] == list(cfg.std)
     assert facts["label_offset"] == (cfg.label_offset or 0) and facts["transform_input"] is False
-
-
-def test_pretrainedmodels_preset_is_its_settings():
-    require("pretrainedmodels")
-    import pretrainedmodels
-
-    s = pretrainedmodels.pretrained_settings["bninception"]["imagenet"]
-    facts = presets.find("pretrainedmodels:imagenet", "bn_inception").facts()
-    assert (facts["input_space"], facts["input_size"], facts["mean"], facts["std"]) == \
-        (s["input_space"], s["input_size"], s["mean"], s["std"])
-    assert s["input_range"] == [0, 255] and s["num_classes"] == 1000 and facts["label_offset"] == 0
 
 
 KERAS_PREPROCESS = r"""

@@ -1,6 +1,6 @@
 """BN-Inception against its package-index peer, ``pretrainedmodels.bninception`` (Cadene's port of
 yjxiong's Caffe model): our ``bn_inception`` variant "caffe" has its tensors (under our names, mapped
-by ``weights_bridge.peers.pretrainedmodels``), its parameter count and its numbers."""
+by ``weights_bridge.peers.pretrainedmodels``), its parameter count, its numbers and its settings (our preset)."""
 import math
 
 import pytest
@@ -11,9 +11,19 @@ from conformance.compare.tolerances import within
 from impls.spec import model_spec
 from impls.spec.tensors import canonical_shapes, is_parameter
 from impls.torch_nn import create_model
+from weights_bridge import presets
+from weights_bridge.extras import missing
 from weights_bridge.peers.pretrainedmodels import peer_name
 
-pretrainedmodels = pytest.importorskip("pretrainedmodels")
+# Imported by the tests, not at collection: importing the package builds its zoo's modules (a
+# ResNeXt-101 among them: 480 MB that every test process, parallel ones too, would hold).
+pytestmark = pytest.mark.skipif(bool(missing(["pretrainedmodels"])), reason="needs pretrainedmodels")
+
+
+def _package():
+    import pretrainedmodels
+
+    return pretrainedmodels
 
 # sum(p.numel() for p in pretrainedmodels.bninception(pretrained=None).parameters()), 1000 classes.
 BNINCEPTION_PARAMS = 11_295_240
@@ -21,7 +31,7 @@ DEFAULT_PARAMS = 11_285_224  # ours, by hand from Figure 5 (test_bn_inception.py
 
 
 def _peer(num_classes=1000):
-    return pretrainedmodels.bninception(num_classes=num_classes, pretrained=None)
+    return _package().bninception(num_classes=num_classes, pretrained=None)
 
 
 def _caffe(**kw):
@@ -80,7 +90,7 @@ def test_variant_is_the_caffe_network():
     assert pool(ours.inception4e.branch4) == pool(peer.inception_4e_pool)
     assert ours.inception3a.branch4[0].count_include_pad is peer.inception_3a_pool.count_include_pad is True
     assert model_spec("bn_inception", variant="caffe").config.mean == tuple(
-        pretrainedmodels.pretrained_settings["bninception"]["imagenet"]["mean"])
+        _package().pretrained_settings["bninception"]["imagenet"]["mean"])
 
 
 def test_strict_load_both_ways_and_round_trip(files, tmp_path):
@@ -176,3 +186,11 @@ def test_matrix_with_the_peer(pool, tmp_path):
     assert {r.task for r in results} == {"bn_inception-eval-224", "bn_inception-eval-227", "bn_inception-train-224"}
     bad = [r for r in results if not r.ok]
     assert not bad, bad
+
+
+def test_pretrainedmodels_preset_is_its_settings():
+    s = _package().pretrained_settings["bninception"]["imagenet"]
+    facts = presets.find("pretrainedmodels:imagenet", "bn_inception").facts()
+    assert (facts["input_space"], facts["input_size"], facts["mean"], facts["std"]) == \
+        (s["input_space"], s["input_size"], s["mean"], s["std"])
+    assert s["input_range"] == [0, 255] and s["num_classes"] == 1000 and facts["label_offset"] == 0
