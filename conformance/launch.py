@@ -24,7 +24,7 @@ from pathlib import Path
 from weights_bridge import errors
 
 from . import quiet
-from .memory import Admission, resident_bytes
+from .memory import Admission, resident_bytes, tree_resident_bytes
 
 REPO = Path(__file__).resolve().parent.parent  # holds impls, weights_bridge and conformance
 KERAS_BACKENDS = {"keras-tensorflow": "tensorflow", "keras-jax": "jax", "keras-torch": "torch"}
@@ -163,12 +163,13 @@ class WorkerPool:
     first, until the rest and the request's declared ``need`` fit, and after it until the rest
     fit; requests run together only while their needs fit. A closed worker starts again when
     next asked (its imports again, not its JAX compilations: those are in the persistent cache).
-    ``progress`` hears each request's ``Step``s (the engine never prints; the CLI draws them)."""
+    With ``memory_scope`` (a pid) the closing counts that pid's whole process tree instead: pools
+    of parallel test processes share one budget. ``progress`` hears each request's ``Step``s."""
 
-    def __init__(self, log_dir=None, jobs: int = 2, memory_budget: int = None, progress=None):
+    def __init__(self, log_dir=None, jobs: int = 2, memory_budget: int = None, progress=None, memory_scope=None):
         self.log_dir = Path(log_dir or tempfile.mkdtemp(prefix="inception-bridge-workers-"))
         self.log_dir.mkdir(parents=True, exist_ok=True)
-        self.jobs, self.memory_budget, self.progress = jobs, memory_budget, progress
+        self.jobs, self.memory_budget, self.memory_scope, self.progress = jobs, memory_budget, memory_scope, progress
         self.admission = Admission(memory_budget)
         self._workers = {}
         self._lock = threading.Lock()
@@ -214,7 +215,7 @@ class WorkerPool:
         (a caller about to start a large process of its own passes that process's size)."""
         with self._lock:
             alive = [(w, resident_bytes(w.proc.pid)) for w in self._workers.values() if w.proc.poll() is None]
-            total = sum(r for _, r in alive) + need
+            total = need + (tree_resident_bytes(self.memory_scope) if self.memory_scope else sum(r for _, r in alive))
             for w, r in sorted(alive, key=lambda wr: -wr[1]):
                 if total <= self.memory_budget:
                     break

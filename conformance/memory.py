@@ -11,6 +11,7 @@ others' resident sizes plus its need fit.
 from __future__ import annotations
 
 import math
+import os
 import threading
 from contextlib import contextmanager
 
@@ -49,6 +50,26 @@ def resident_bytes(pid: int) -> int:
     except (OSError, ValueError, IndexError):
         pass
     return 0
+
+
+def tree_resident_bytes(root: int) -> int:
+    """Resident memory of ``root`` and all its descendants (Linux ``/proc``): a whole run's
+    processes, whichever of them started which."""
+    children = {}
+    for entry in os.listdir("/proc") if os.path.isdir("/proc") else ():
+        if entry.isdigit():
+            try:
+                with open(f"/proc/{entry}/stat") as f:
+                    parent = int(f.read().rsplit(")", 1)[1].split()[1])
+            except (OSError, ValueError, IndexError):
+                continue  # it ended while we looked
+            children.setdefault(parent, []).append(int(entry))
+    total, todo = 0, [root]
+    while todo:
+        pid = todo.pop()
+        total += resident_bytes(pid)
+        todo.extend(children.get(pid, ()))
+    return total
 
 
 class Admission:

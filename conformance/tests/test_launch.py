@@ -1,19 +1,20 @@
 """The worker pool: a memory budget closes idle workers and starts them again when asked, with
 their time still counted, and admits large requests one at a time; a worker's failure comes back
 as an error naming it."""
+import os
+import subprocess
+import sys
 import threading
 
 import pytest
 
 from conformance.launch import WorkerError, WorkerPool
-from conformance.memory import ALONE, Admission, eval_memory, parameter_count, resident_bytes
+from conformance.memory import ALONE, Admission, eval_memory, parameter_count, resident_bytes, tree_resident_bytes
 
 GB = 2**30
 
 
 def test_resident_bytes_of_a_live_and_a_missing_process():
-    import os
-
     assert resident_bytes(os.getpid()) > 10 * 2**20  # this interpreter, numpy and pytest loaded
     assert resident_bytes(2**22 + 7) == 0  # above Linux's pid limit: nothing there
 
@@ -41,6 +42,35 @@ def test_memory_budget_closes_idle_workers_and_restarts_them(tmp_path):
         assert first["startup"] > 0 and second["startup"] > 0
         total = pool.timings()["torch"]
         assert total["startup"] == pytest.approx(first["startup"] + second["startup"], rel=1e-6)
+
+
+@pytest.fixture
+def ballast():
+    """A child process holding 1 GiB it has written (resident), beside any pool."""
+    child = subprocess.Popen([sys.executable, "-c", "import sys; b = b'x' * 2**30; print(1, flush=True); sys.stdin.read()"],
+                             stdin=subprocess.PIPE, stdout=subprocess.PIPE)
+    assert child.stdout.readline().strip() == b"1"
+    yield child
+    child.stdin.close()
+    child.wait(10)
+
+
+def test_a_process_tree_holds_its_childrens_memory(ballast):
+    assert tree_resident_bytes(os.getpid()) >= resident_bytes(os.getpid()) + GB
+    assert tree_resident_bytes(ballast.pid) >= GB
+    assert tree_resident_bytes(2**22 + 7) == 0
+
+
+def test_a_budget_over_the_process_tree_counts_processes_beside_the_pool(tmp_path, ballast):
+    """Under pytest-xdist the pools of both test processes share one budget over the run's tree:
+    the ballast is no worker of the pool, yet it puts the tree over the budget."""
+    with WorkerPool(tmp_path, jobs=1, memory_budget=GB) as own:
+        own.request("torch", "timings")
+        assert resident_bytes(own.worker("torch").proc.pid) < GB / 2 and own.running() == ["torch"]  # it fits
+    beside = tree_resident_bytes(os.getpid()) - tree_resident_bytes(ballast.pid)  # this process, no ballast
+    with WorkerPool(tmp_path, jobs=1, memory_budget=beside + GB, memory_scope=os.getpid()) as run:
+        run.request("torch", "timings")
+        assert run.running() == [], "the idle worker stayed although the ballast puts the tree over the budget"
 
 
 def test_admission_runs_needs_together_only_while_they_fit():
