@@ -12,5 +12,5 @@ fi
   | grep -v -E "^WARNING: Location .* is ignored" || true
 # (through the CLI's own filter of TensorFlow's start-up log lines: conformance/quiet.py)
 .venv/bin/python -c "from conformance import quiet; quiet.configure()
-import torch, torchvision, jax, flax, orbax.checkpoint, keras, tensorflow, safetensors, pytest, pytorch_fid, torch_fidelity, cleanfid" \
+import torch, torchvision, jax, flax, orbax.checkpoint, keras, tensorflow, safetensors, pytest, xdist, pytorch_fid, torch_fidelity, cleanfid" \
   || { echo "ci/setup.sh: install incomplete" >&2; exit 1; }

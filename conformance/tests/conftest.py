@@ -3,6 +3,7 @@ checkpoints, and one agreement run per architecture shared by every test that in
 from __future__ import annotations
 
 import gc
+import os
 import sys
 
 import pytest
@@ -17,6 +18,11 @@ TIMINGS = pytest.StashKey[dict]()
 # The workers' share of the suite's memory target (8 GB for the whole run on the 24 GB CI
 # machine, this process and the CLI's own workers included): idle workers past it are closed.
 WORKER_MEMORY = 4 * 2**30
+# Under pytest-xdist (``-n 2``: the default tier in ci/test.sh) two test processes run with a
+# pool each: the budget then covers the whole run, test processes included, read from the
+# controller's process tree, so either pool closes its idle workers when the two together are
+# over it. The rest of the 8 GB is room for a test's own short processes (a CLI run, a snippet).
+RUN_MEMORY = 5 * 2**30
 
 
 @pytest.fixture(autouse=True)
@@ -44,7 +50,9 @@ def _drop_a_modules_leftovers():
 def pool(tmp_path_factory, pytestconfig):
     """Every test's framework workers: started once, each keeping its imports and compiled
     functions (most of what a request costs) while the memory budget allows."""
-    with WorkerPool(tmp_path_factory.mktemp("workers"), jobs=2, memory_budget=WORKER_MEMORY) as p:
+    parallel = os.environ.get("PYTEST_XDIST_WORKER")
+    budget = dict(memory_budget=RUN_MEMORY, memory_scope=os.getppid()) if parallel else dict(memory_budget=WORKER_MEMORY)
+    with WorkerPool(tmp_path_factory.mktemp("workers"), jobs=2, **budget) as p:
         yield p
         pytestconfig.stash[TIMINGS] = p.timings()
 
