@@ -50,11 +50,22 @@ def _drop_a_modules_leftovers():
 def pool(tmp_path_factory, pytestconfig):
     """Every test's framework workers: started once, each keeping its imports and compiled
     functions (most of what a request costs) while the memory budget allows."""
-    parallel = os.environ.get("PYTEST_XDIST_WORKER")
-    budget = dict(memory_budget=RUN_MEMORY, memory_scope=os.getppid()) if parallel else dict(memory_budget=WORKER_MEMORY)
+    if os.environ.get("PYTEST_XDIST_WORKER"):  # the controller, our parent, holds the whole run
+        budget = dict(memory_budget=RUN_MEMORY, memory_scope=os.getppid())
+    else:
+        budget = dict(memory_budget=WORKER_MEMORY)
     with WorkerPool(tmp_path_factory.mktemp("workers"), jobs=2, **budget) as p:
         yield p
         pytestconfig.stash[TIMINGS] = p.timings()
+        if hasattr(pytestconfig, "workeroutput"):  # a pytest-xdist test process: the controller prints them
+            pytestconfig.workeroutput["worker_timings"] = pytestconfig.stash[TIMINGS]
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_testnodedown(node, error):
+    """Under pytest-xdist, each test process's worker timings, a row per process and worker."""
+    timings = node.workeroutput.get("worker_timings", {}) if hasattr(node, "workeroutput") else {}
+    node.config.stash.setdefault(TIMINGS, {}).update({f"[{node.gateway.id}] {name}": t for name, t in timings.items()})
 
 
 def pytest_terminal_summary(terminalreporter, config):
