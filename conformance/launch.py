@@ -18,13 +18,13 @@ import tempfile
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
 from pathlib import Path
 
 from weights_bridge import errors
 
 from . import quiet
 from .memory import Admission, resident_bytes, tree_resident_bytes
+from .steps import Step
 
 REPO = Path(__file__).resolve().parent.parent  # holds impls, weights_bridge and conformance
 KERAS_BACKENDS = {"keras-tensorflow": "tensorflow", "keras-jax": "jax", "keras-torch": "torch"}
@@ -90,16 +90,6 @@ def describe(process, op, args) -> str:
              f"to {args['fmt']}" if args.get("fmt") else "",
              f"({', '.join(args['configs'])})" if args.get("configs") else ""]
     return " ".join(str(w) for w in words if w)
-
-
-@dataclass(frozen=True)
-class Step:
-    """One request as a pool's ``progress`` callback hears of it: when it starts (``seconds``
-    None) and when it ends (its seconds, and the error's last line if it failed)."""
-
-    what: str
-    seconds: float | None = None
-    error: str | None = None
 
 
 class Worker:
@@ -281,12 +271,6 @@ class WorkerPool:
     def running(self) -> list:
         """The names of the pool's workers that are running now."""
         return [self._name(key) for key, w in self._workers.items() if w.proc.poll() is None]
-
-    def release(self, process: str = None):
-        """Asks idle workers (of ``process``, or all) to drop their models and caches."""
-        for (name, _), w in list(self._workers.items()):
-            if (process is None or name == process) and w.proc.poll() is None:
-                w.request("release")
 
     def close(self):
         for w in self._workers.values():

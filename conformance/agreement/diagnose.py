@@ -26,7 +26,7 @@ import numpy as np
 from ..compare.blocks import compare_blocks
 from ..compare.tolerances import TOLERANCES, within
 from ..frameworks.torch_nn.model import blocks as torch_blocks
-from ..launch import Step
+from ..steps import Step
 
 
 @dataclass(frozen=True)
@@ -215,7 +215,7 @@ def peer_outputs(model, peer):
 def diagnose(model, x: np.ndarray, peer, switches=SWITCHES, progress=None) -> Diagnosis:
     """``model``: our torch model holding the checkpoint; ``x``: the NCHW batch the peer saw;
     ``peer``: the peer's logits for it, or {"logits": ..., aux head name: eval-mode output}.
-    ``progress`` hears a ``launch.Step`` as each switch is tried and when it is done."""
+    ``progress`` hears a ``steps.Step`` as each switch is tried and when it is done."""
     report_step = progress or (lambda step: None)
     peer = peer_outputs(model, peer)
     heads = [h for h in model.spec.aux_heads if h in peer]

@@ -37,7 +37,7 @@ def run(batch=50, size=299, frameworks=None, warmup=2, repeats=5, mode="tf1", pr
     rounds: each round times one call of every implementation in turn (its workers keep their
     models built), so a change in the machine's load between rows falls on every row alike; a
     row's images/s is the median over rounds. The first round also runs ``warmup`` calls.
-    ``progress`` hears each request's ``launch.Step`` (a failed implementation is its failed
+    ``progress`` hears each request's ``steps.Step`` (a failed implementation is its failed
     step; the others still run)."""
     import statistics
 

@@ -60,7 +60,7 @@ def plan(arch, frameworks=None, compile=True):
 
 def run(arch, batch=8, size=None, frameworks=None, warmup=2, repeats=5, progress=None, compile=True):
     """Every planned row, one worker at a time (timings must not share the cores); ``progress``
-    hears each request's ``launch.Step`` (a failed row is its failed step; the others still run)."""
+    hears each request's ``steps.Step`` (a failed row is its failed step; the others still run)."""
     from impls.spec import model_spec
 
     size = size or model_spec(arch).config.input_size[-1]

@@ -2,7 +2,7 @@
 (CI logs keep every line, so the bar would only add carriage returns to them).
 
 Two kinds of work report here: counted work (``progress(done, total)``: images of ``fid``) and
-steps (``progress.step(step)``: the engine's ``launch.Step``s, each implementation's request in
+steps (``progress.step(step)``: the engine's ``steps.Step``s, each implementation's request in
 ``verify``, ``bench``, ``diagnose``). Use it as a context manager so that the live line ends.
 """
 from __future__ import annotations
@@ -47,7 +47,7 @@ class Progress:
         self.stream.flush()
 
     def step(self, step):
-        """One ``launch.Step`` (``what``, ``seconds``: None when it starts, ``error``)."""
+        """One ``steps.Step`` (``what``, ``seconds``: None when it starts, ``error``)."""
         with self._lock:
             now = time.perf_counter()
             if step.seconds is None:

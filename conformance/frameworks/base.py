@@ -136,7 +136,7 @@ class Adapter:
     """Dispatches ``handle(op, args)`` to the method named by ``OPS``; ``info`` describes the
     worker's numerics (device, matmul precision), recorded in every report."""
 
-    OPS = ("outputs", "train", "fast", "bench", "fid_bench", "convert", "release", "timings")
+    OPS = ("outputs", "train", "fast", "bench", "fid_bench", "convert", "timings")
 
     def __init__(self, process: str, started: float):
         self.process = process
@@ -177,10 +177,3 @@ class Adapter:
         from .fid_bench import rows
 
         return {"rows": rows(job)}
-
-    def release(self):
-        self.models.clear()
-        self.clear_framework_caches()
-
-    def clear_framework_caches(self):
-        """Compiled functions and other per-model state of the framework, dropped on ``release``."""

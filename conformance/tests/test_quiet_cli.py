@@ -7,7 +7,8 @@ import io
 import re
 
 from conformance.cli.progress import Progress
-from conformance.launch import Step, last_lines
+from conformance.launch import last_lines
+from conformance.steps import Step
 from conformance.quiet import is_noise
 
 from .helpers import require, run_cli, seeded

@@ -66,8 +66,3 @@ class FlaxAdapter(Adapter):
         from .bench import rows
 
         return {"rows": rows(job)}
-
-    def clear_framework_caches(self):
-        import jax
-
-        jax.clear_caches()

@@ -119,12 +119,3 @@ class KerasAdapter(Adapter):
         from .bench import rows
 
         return {"rows": rows(job, self.backend)}
-
-    def clear_framework_caches(self):
-        import keras
-
-        keras.backend.clear_session()
-        if self.backend == "jax":
-            import jax
-
-            jax.clear_caches()
