@@ -117,6 +117,23 @@ def test_unbounded_pool_keeps_its_worker(tmp_path):
         assert pool.worker("torch").proc.pid == pid and pool.running() == ["torch"]
 
 
+def _worker_environment(pool) -> dict:
+    pool.request("torch", "timings")  # started: /proc shows its environment from exec on
+    with open(f"/proc/{pool.worker('torch').proc.pid}/environ", "rb") as f:
+        env = dict(v.decode().partition("=")[::2] for v in f.read().split(b"\0") if v)
+    assert "PYTHONPATH" in env  # read, not empty
+    return env
+
+
+@pytest.mark.parametrize("jobs, chosen, expected", [(2, None, "PASSIVE"), (1, None, None), (2, "ACTIVE", "ACTIVE")])
+def test_workers_side_by_side_wait_passively_unless_told(tmp_path, monkeypatch, jobs, chosen, expected):
+    monkeypatch.delenv("OMP_WAIT_POLICY", raising=False)  # the suite's own choice (conftest)
+    if chosen:
+        monkeypatch.setenv("OMP_WAIT_POLICY", chosen)
+    with WorkerPool(tmp_path, jobs=jobs) as pool:
+        assert _worker_environment(pool).get("OMP_WAIT_POLICY") == expected
+
+
 def test_unknown_request_names_the_worker(tmp_path):
     with WorkerPool(tmp_path, jobs=1) as pool:
         with pytest.raises(WorkerError, match="torch worker has no request 'nonsense'"):
