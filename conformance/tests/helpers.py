@@ -1,9 +1,14 @@
-"""What the tests share besides fixtures: running the CLI and snippets in fresh processes,
+"""What the tests share besides fixtures: running the CLI (in this process or a fresh one) and snippets,
 skipping on missing packages, reading HDF5 files. The pytest process itself never imports keras
 or tensorflow (tensorflow before torchvision or timm segfaults): Keras runs only in workers and
 in the subprocesses started here."""
 from __future__ import annotations
 
+import contextlib
+import importlib.abc
+import importlib.util
+import io
+import os
 import subprocess
 import sys
 
@@ -20,13 +25,53 @@ from weights_bridge.extras import missing
 OWN_PROCESS = 3 * 2**30
 
 
-def run_cli(*args, env=None, check=False):
-    """``inception-bridge ARGS`` in a fresh process; returns the CompletedProcess."""
-    proc = subprocess.run([sys.executable, "-m", "conformance.cli", *map(str, args)], cwd=REPO,
-                          env=environment(extra=env), capture_output=True, text=True)
+def run_cli(*args, env=None, check=False, fresh=False):
+    """``inception-bridge ARGS``; returns a CompletedProcess. In this process (``conformance.cli.main``,
+    its output captured) unless ``fresh`` or ``env``: a fresh Python costs 2-3 s of imports per
+    call. A call that would import Keras or TensorFlow here fails (``_KerasRefused``): it needs
+    ``fresh=True``, as do tests of what only a whole process shows (log noise, missing extras)."""
+    if fresh or env is not None:
+        proc = subprocess.run([sys.executable, "-m", "conformance.cli", *map(str, args)], cwd=REPO,
+                              env=environment(extra=env), capture_output=True, text=True)
+    else:
+        proc = _run_main([str(a) for a in args])
     if check and proc.returncode != 0:
         raise AssertionError(f"inception-bridge {' '.join(map(str, args))} exited {proc.returncode}:\n{proc.stderr[-3000:]}")
     return proc
+
+
+def _run_main(argv):
+    from conformance.cli import main
+
+    out, err, saved = io.StringIO(), io.StringIO(), dict(os.environ)
+    guard = _KerasRefused()
+    sys.meta_path.insert(0, guard)
+    try:
+        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+            try:
+                code = main(argv)
+            except SystemExit as e:  # argparse's usage errors
+                code = e.code if isinstance(e.code, int) else 1
+    finally:
+        sys.meta_path.remove(guard)
+        os.environ.clear()
+        os.environ.update(saved)  # the CLI sets the frameworks' quiet variables for its process
+    return subprocess.CompletedProcess(["inception-bridge", *argv], code, out.getvalue(), err.getvalue())
+
+
+class _KerasRefused(importlib.abc.MetaPathFinder, importlib.abc.Loader):
+    """Found (``extras.installed`` still says yes) but refused on import: tensorflow in this
+    process would crash a later torchvision import."""
+    REFUSED = ("keras", "tensorflow", "tf2onnx", "tf_keras")
+
+    def find_spec(self, name, path=None, target=None):
+        return importlib.util.spec_from_loader(name, self) if name.partition(".")[0] in self.REFUSED else None
+
+    def create_module(self, spec):
+        return None
+
+    def exec_module(self, module):
+        raise RuntimeError(f"this CLI call imports {module.__name__} in the test process: run it with fresh=True")
 
 
 def run_python(code: str, *args, process: str = "keras-tensorflow") -> str:

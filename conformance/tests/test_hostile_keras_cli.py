@@ -115,7 +115,7 @@ def _archive(d, keras_file, config_edit, weights_edit):
 @pytest.fixture(scope="module")
 def keras_file(material):
     path = material.root / "valid.weights.h5"
-    run_cli("convert", material.pth, path, "--arch", ARCH, "--quiet", check=True)
+    run_cli("convert", material.pth, path, "--arch", ARCH, "--quiet", check=True, fresh=True)
     return path
 
 

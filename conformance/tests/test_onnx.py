@@ -111,7 +111,7 @@ def exported(googlenet_pth, torch_onnx, tmp_path_factory, pool):
     """googlenet exported from Keras through the CLI (and from PyTorch, shared with the tests above)."""
     pool.make_room(OWN_PROCESS)
     d = tmp_path_factory.mktemp("onnx-keras")
-    proc = run_cli("export-onnx", "googlenet", googlenet_pth, d / "keras.onnx", "--framework", "keras")
+    proc = run_cli("export-onnx", "googlenet", googlenet_pth, d / "keras.onnx", "--framework", "keras", fresh=True)
     assert proc.returncode == 0, proc.stderr[-3000:]
     return {"dir": d, "keras": d / "keras.onnx", "torch": torch_onnx("googlenet")[0], "stdout": proc.stdout}
 

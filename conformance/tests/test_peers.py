@@ -141,7 +141,7 @@ def keras_apps_file(pool, tmp_path_factory):
 @pytest.mark.slow
 def test_keras_applications_round_trip_is_lossless(keras_apps_file, tmp_path, room):
     run_cli("convert", keras_apps_file, tmp_path / "n", "--arch", "inception_v3", "--from", "keras-applications",
-            "--quiet", check=True)
+            "--quiet", check=True, fresh=True)
     cfg = json.loads((tmp_path / "n" / "config.json").read_text())
     assert (cfg["variant"], cfg["num_classes"], cfg["aux_logits"]) == ("keras", 10, False)
     ckpt = wb.read(tmp_path / "n")
@@ -150,12 +150,12 @@ def test_keras_applications_round_trip_is_lossless(keras_apps_file, tmp_path, ro
     run_cli("convert", tmp_path / "n", tmp_path / "t.pth", "--quiet", check=True)
     run_cli("convert", tmp_path / "t.pth", tmp_path / "f.msgpack", "--arch", "inception_v3", "--quiet", check=True)
     run_cli("convert", tmp_path / "f.msgpack", tmp_path / "back.weights.h5", "--arch", "inception_v3",
-            "--to", "keras-applications", "--variant", "keras", "--quiet", check=True)
+            "--to", "keras-applications", "--variant", "keras", "--quiet", check=True, fresh=True)
     a, b = h5_datasets(keras_apps_file), h5_datasets(tmp_path / "back.weights.h5")
     assert a.keys() == b.keys() and all(np.array_equal(a[k], b[k]) for k in a)
     # without --variant a .pth is the torchvision variant, whose padding keras.applications lacks
     proc = run_cli("convert", tmp_path / "t.pth", tmp_path / "x.weights.h5", "--arch", "inception_v3",
-                   "--to", "keras-applications")
+                   "--to", "keras-applications", fresh=True)
     assert proc.returncode == 5 and "padding" in proc.stderr and not (tmp_path / "x.weights.h5").exists()
 
 
@@ -164,7 +164,7 @@ def test_keras_applications_export_refuses_gamma_and_aux(tmp_path):
     spec = model_spec("inception_v3", num_classes=10, aux_logits=False, variant="keras")
     tensors = {k: np.full(s, 0.5, np.float32) for k, s in canonical_shapes(spec).items()}
     wb.write(wb.Checkpoint("inception_v3", tensors, 10, False, variant="keras"), tmp_path / "g")
-    proc = run_cli("convert", tmp_path / "g", tmp_path / "g.weights.h5", "--to", "keras-applications")
+    proc = run_cli("convert", tmp_path / "g", tmp_path / "g.weights.h5", "--to", "keras-applications", fresh=True)
     assert proc.returncode == 5 and "gamma" in proc.stderr and not (tmp_path / "g.weights.h5").exists()
 
 

@@ -152,7 +152,7 @@ def keras_irv2_file(pool, tmp_path_factory):
 @pytest.mark.slow
 def test_keras_irv2_round_trip_is_lossless(keras_irv2_file, tmp_path, room):
     run_cli("convert", keras_irv2_file, tmp_path / "n", "--arch", ARCH, "--from", "keras-applications",
-            "--quiet", check=True)
+            "--quiet", check=True, fresh=True)
     cfg = json.loads((tmp_path / "n" / "config.json").read_text())
     assert (cfg["architecture"], cfg["variant"], cfg["num_classes"], cfg["aux_logits"]) == (ARCH, "keras", 10, False)
     ckpt = wb.read(tmp_path / "n")
@@ -162,13 +162,13 @@ def test_keras_irv2_round_trip_is_lossless(keras_irv2_file, tmp_path, room):
     run_cli("convert", tmp_path / "n", tmp_path / "t.pth", "--quiet", check=True)
     run_cli("convert", tmp_path / "t.pth", tmp_path / "f.msgpack", "--arch", ARCH, "--quiet", check=True)
     run_cli("convert", tmp_path / "f.msgpack", tmp_path / "back.weights.h5", "--arch", ARCH,
-            "--to", "keras-applications", "--quiet", check=True)
+            "--to", "keras-applications", "--quiet", check=True, fresh=True)
     a, b = h5_datasets(keras_irv2_file), h5_datasets(tmp_path / "back.weights.h5")
     assert a.keys() == b.keys() and all(np.array_equal(a[k], b[k]) for k in a)
     # the whole-model .keras form (CustomScaleLayer and all) through load_model(safe_mode=True)
-    run_cli("convert", tmp_path / "n", tmp_path / "m.keras", "--to", "keras-applications", "--quiet", check=True)
+    run_cli("convert", tmp_path / "n", tmp_path / "m.keras", "--to", "keras-applications", "--quiet", check=True, fresh=True)
     run_cli("convert", tmp_path / "m.keras", tmp_path / "n2", "--arch", ARCH, "--from", "keras-applications",
-            "--quiet", check=True)
+            "--quiet", check=True, fresh=True)
     again = wb.read(tmp_path / "n2")
     assert again.tensors.keys() == ckpt.tensors.keys()
     assert all(np.array_equal(again.tensors[k], v) for k, v in ckpt.tensors.items())
@@ -176,7 +176,7 @@ def test_keras_irv2_round_trip_is_lossless(keras_irv2_file, tmp_path, room):
     ckpt.tensors.update({k: v * np.float32(0.5) for k, v in ckpt.tensors.items() if k.endswith(".bn.weight")})
     ckpt.variant = "default"
     wb.write(ckpt, tmp_path / "g")
-    proc = run_cli("convert", tmp_path / "g", tmp_path / "g.weights.h5", "--to", "keras-applications")
+    proc = run_cli("convert", tmp_path / "g", tmp_path / "g.weights.h5", "--to", "keras-applications", fresh=True)
     assert proc.returncode == 5 and "gamma" in proc.stderr and "InceptionResNetV2" in proc.stderr
     assert not (tmp_path / "g.weights.h5").exists()
 

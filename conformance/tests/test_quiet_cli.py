@@ -5,11 +5,14 @@ from __future__ import annotations
 
 import io
 import re
+import sys
+
+import pytest
 
 from conformance.cli.progress import Progress
 from conformance.launch import last_lines
-from conformance.steps import Step
 from conformance.quiet import is_noise
+from conformance.steps import Step
 
 from .helpers import require, run_cli, seeded
 
@@ -43,12 +46,12 @@ def test_framework_lines_are_noise_and_ours_are_not():
 def test_convert_to_keras_prints_no_framework_lines(tmp_path):
     require("keras", "tensorflow")
     pth = seeded(tmp_path / "g.pth", "googlenet")
-    proc = run_cli("convert", pth, tmp_path / "g.weights.h5", "--arch", "googlenet", check=True)
+    proc = run_cli("convert", pth, tmp_path / "g.weights.h5", "--arch", "googlenet", check=True, fresh=True)
     lines = (proc.stdout + proc.stderr).splitlines()
     assert lines[0] == f"reading {pth} as torch" and lines[2] == f"writing {tmp_path / 'g.weights.h5'} as keras", lines
     assert lines[-1].startswith("  done (") and len(lines) == 4, lines
     assert not [ln for ln in lines if NOISE.search(ln)]
-    debug = run_cli("--debug", "convert", pth, tmp_path / "d.weights.h5", "--arch", "googlenet", check=True)
+    debug = run_cli("--debug", "convert", pth, tmp_path / "d.weights.h5", "--arch", "googlenet", check=True, fresh=True)
     # --debug keeps whatever the frameworks print (TensorFlow may print nothing): ours are all there
     assert [ln for ln in (debug.stdout + debug.stderr).splitlines() if not NOISE.search(ln)][2] == \
         f"writing {tmp_path / 'd.weights.h5'} as keras"
@@ -57,7 +60,7 @@ def test_convert_to_keras_prints_no_framework_lines(tmp_path):
 def test_verify_reports_each_implementations_steps_off_a_terminal(tmp_path):
     """... and, without ``--workdir``, leaves no temporary folder behind."""
     proc = run_cli("verify", "googlenet", "--impls", "torch,torchvision", "--sizes", "96", env={"TMPDIR": str(tmp_path)},
-                   check=True)
+                   check=True, fresh=True)
     assert not list(tmp_path.glob("inception-bridge-*")), list(tmp_path.iterdir())
     steps = [ln for ln in proc.stderr.splitlines() if ln.startswith("  verify [")]
     assert "\r" not in proc.stderr  # no live bar in a log
@@ -65,6 +68,15 @@ def test_verify_reports_each_implementations_steps_off_a_terminal(tmp_path):
                  "torchvision outputs googlenet eval 96", "torchvision outputs googlenet train 224"):
         assert any(re.fullmatch(rf"  verify \[ *\d+ s\] {what}: \d+\.\d s", ln) for ln in steps), (what, steps)
     assert not [ln for ln in (proc.stdout + proc.stderr).splitlines() if NOISE.search(ln)]
+
+
+def test_in_process_runs_refuse_keras(tmp_path, googlenet_pth):
+    """The tests' in-process CLI runner (``helpers.run_cli``) stops a command before Keras or
+    TensorFlow loads into the test process, and says how to run it instead."""
+    with pytest.raises(RuntimeError, match="fresh=True"):
+        run_cli("convert", googlenet_pth, tmp_path / "g.weights.h5", "--arch", "googlenet", "--quiet")
+    assert "keras" not in sys.modules and "tensorflow" not in sys.modules
+    assert not (tmp_path / "g.weights.h5").exists()
 
 
 class Terminal(io.StringIO):
