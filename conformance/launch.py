@@ -153,11 +153,13 @@ class WorkerPool:
     first, until the rest and the request's declared ``need`` fit, and after it until the rest
     fit; requests run together only while their needs fit. A closed worker starts again when
     next asked (its imports again, not its JAX compilations: those are in the persistent cache).
-    With ``memory_scope`` (a pid) the closing counts that pid's whole process tree instead: pools
-    of parallel test processes share one budget. ``progress`` hears each request's ``Step``s.
-    Side-by-side workers (``jobs`` > 1) get OpenMP's passive wait unless the environment sets one:
-    spinning threads take the cores the others need (default tier's CPU 964 -> 665 s on 2 cores);
-    a worker alone keeps the spin, which is faster (``bench``: GoogLeNet 0.4 s against 0.5 s)."""
+    With ``memory_scope`` (a pid) the closing counts that pid's whole process tree instead, and is
+    also checked every second: pools of parallel test processes share one budget, and either
+    one's idle workers close when the other's process or workers grow. ``progress`` hears each
+    request's ``Step``s. Side-by-side workers (``jobs`` > 1) get OpenMP's passive wait unless the
+    environment sets one: spinning threads take the cores the others need (default tier's CPU
+    964 -> 665 s on 2 cores); a worker alone keeps the spin, which is faster (``bench``:
+    GoogLeNet 0.4 s against 0.5 s)."""
 
     def __init__(self, log_dir=None, jobs: int = 2, memory_budget: int = None, progress=None, memory_scope=None):
         self.log_dir = Path(log_dir or tempfile.mkdtemp(prefix="inception-bridge-workers-"))
@@ -168,6 +170,13 @@ class WorkerPool:
         self._workers = {}
         self._lock = threading.Lock()
         self._closed_timings = {}  # timings of workers the budget closed, added up by worker
+        self._closing = threading.Event()
+        if memory_budget and memory_scope:  # the scope's other processes grow without asking this pool
+            threading.Thread(target=self._watch, daemon=True).start()
+
+    def _watch(self):
+        while not self._closing.wait(1.0):
+            self.make_room()
 
     def worker(self, process: str, env=None) -> Worker:
         key = (process, tuple(sorted((env or {}).items())))
@@ -265,7 +274,7 @@ class WorkerPool:
         """{worker: {"startup", "load", "requests"} seconds} of every worker of the pool, those
         the memory budget closed (and started again) added up."""
         out = {name: dict(t) for name, t in self._closed_timings.items()}
-        for key, w in self._workers.items():
+        for key, w in list(self._workers.items()):
             if w.proc.poll() is None:
                 t = w.request("timings")
                 kept = out.setdefault(self._name(key), dict.fromkeys(t, 0.0))
@@ -275,12 +284,14 @@ class WorkerPool:
 
     def running(self) -> list:
         """The names of the pool's workers that are running now."""
-        return [self._name(key) for key, w in self._workers.items() if w.proc.poll() is None]
+        return [self._name(key) for key, w in list(self._workers.items()) if w.proc.poll() is None]
 
     def close(self):
-        for w in self._workers.values():
-            w.close()
-        self._workers.clear()
+        self._closing.set()
+        with self._lock:  # not while the budget's watch closes one
+            for w in self._workers.values():
+                w.close()
+            self._workers.clear()
 
     def __enter__(self):
         return self

@@ -1,10 +1,12 @@
 """The worker pool: a memory budget closes idle workers and starts them again when asked, with
 their time still counted, and admits large requests one at a time; a worker's failure comes back
 as an error naming it."""
+import contextlib
 import os
 import subprocess
 import sys
 import threading
+import time
 
 import pytest
 
@@ -44,15 +46,23 @@ def test_memory_budget_closes_idle_workers_and_restarts_them(tmp_path):
         assert total["startup"] == pytest.approx(first["startup"] + second["startup"], rel=1e-6)
 
 
-@pytest.fixture
-def ballast():
+@contextlib.contextmanager
+def _gigabyte_process():
     """A child process holding 1 GiB it has written (resident), beside any pool."""
     child = subprocess.Popen([sys.executable, "-c", "import sys; b = b'x' * 2**30; print(1, flush=True); sys.stdin.read()"],
                              stdin=subprocess.PIPE, stdout=subprocess.PIPE)
-    assert child.stdout.readline().strip() == b"1"
-    yield child
-    child.stdin.close()
-    child.wait(10)
+    try:
+        assert child.stdout.readline().strip() == b"1"
+        yield child
+    finally:
+        child.stdin.close()
+        child.wait(10)
+
+
+@pytest.fixture
+def ballast():
+    with _gigabyte_process() as child:
+        yield child
 
 
 def test_a_process_tree_holds_its_childrens_memory(ballast):
@@ -71,6 +81,20 @@ def test_a_budget_over_the_process_tree_counts_processes_beside_the_pool(tmp_pat
     with WorkerPool(tmp_path, jobs=1, memory_budget=beside + GB, memory_scope=os.getpid()) as run:
         run.request("torch", "timings")
         assert run.running() == [], "the idle worker stayed although the ballast puts the tree over the budget"
+
+
+def test_a_scoped_pool_closes_idle_workers_between_its_requests(tmp_path):
+    """Under pytest-xdist the other test process grows while this pool has nothing to ask: its
+    idle worker still closes (the tree is checked every second), not only around its requests."""
+    with WorkerPool(tmp_path, jobs=1, memory_budget=tree_resident_bytes(os.getpid()) + GB,
+                    memory_scope=os.getpid()) as run:
+        run.request("torch", "timings")
+        assert run.running() == ["torch"]  # a torch worker (< 0.5 GiB) fits in the budget's extra 1 GiB
+        with _gigabyte_process():
+            deadline = time.monotonic() + 10
+            while run.running() and time.monotonic() < deadline:
+                time.sleep(0.1)
+            assert run.running() == [], "the idle worker stayed while a process beside the pool filled the budget"
 
 
 def test_admission_runs_needs_together_only_while_they_fit():
