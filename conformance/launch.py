@@ -23,7 +23,7 @@ from pathlib import Path
 from weights_bridge import errors
 
 from . import quiet
-from .memory import Admission, resident_bytes, tree_resident_bytes
+from .memory import admission, resident_bytes, tree_resident_bytes
 from .steps import Step
 
 REPO = Path(__file__).resolve().parent.parent  # holds impls, weights_bridge and conformance
@@ -153,9 +153,9 @@ class WorkerPool:
     first, until the rest and the request's declared ``need`` fit, and after it until the rest
     fit; requests run together only while their needs fit. A closed worker starts again when
     next asked (its imports again, not its JAX compilations: those are in the persistent cache).
-    With ``memory_scope`` (a pid) the closing counts that pid's whole process tree instead, and is
-    also checked every second: pools of parallel test processes share one budget, and either
-    one's idle workers close when the other's process or workers grow. ``progress`` hears each
+    With ``memory_scope`` (a pid) the pools of that process's run (parallel test processes) share
+    the budget: the closing counts its whole process tree, every second too, and the admission of
+    needs is one for all (``memory.SharedAdmission``). ``progress`` hears each
     request's ``Step``s. Side-by-side workers (``jobs`` > 1) get OpenMP's passive wait unless the
     environment sets one: spinning threads take the cores the others need (default tier's CPU
     964 -> 665 s on 2 cores); a worker alone keeps the spin, which is faster (``bench``:
@@ -166,7 +166,7 @@ class WorkerPool:
         self.log_dir.mkdir(parents=True, exist_ok=True)
         self.jobs, self.memory_budget, self.memory_scope, self.progress = jobs, memory_budget, memory_scope, progress
         self.shared_env = {"OMP_WAIT_POLICY": "PASSIVE"} if jobs > 1 and "OMP_WAIT_POLICY" not in os.environ else {}
-        self.admission = Admission(memory_budget)
+        self.admission = admission(memory_budget, memory_scope)
         self._workers = {}
         self._lock = threading.Lock()
         self._closed_timings = {}  # timings of workers the budget closed, added up by worker

@@ -10,10 +10,16 @@ others' resident sizes plus its need fit.
 """
 from __future__ import annotations
 
+import fcntl
+import itertools
+import json
 import math
 import os
+import tempfile
 import threading
+import time
 from contextlib import contextmanager
+from pathlib import Path
 
 from weights_bridge import neutral
 
@@ -97,3 +103,74 @@ class Admission:
                 self._needs -= need
                 self._count -= 1
                 self._changed.notify_all()
+
+
+def admission(budget: int | None, scope: int | None = None) -> Admission:
+    """A pool's admission: its own, or with ``scope`` (a pid) the one every pool of the run under
+    that process shares (its file is named by the pid and its start, so no later run reuses it)."""
+    if scope is None:
+        return Admission(budget)
+    return SharedAdmission(budget, Path(tempfile.gettempdir()) / f"inception-bridge-admission-{scope}-"
+                                                                   f"{_start_time(scope)}.json")
+
+
+class SharedAdmission(Admission):
+    """``Admission`` across processes: the pools of one run (pytest-xdist's test processes) keep
+    their requests in one file, changed under an exclusive lock. Requests are admitted in the
+    order they asked (a large one waiting is not overtaken by small ones, so it is not starved),
+    and the entries of processes that ended are dropped."""
+
+    def __init__(self, budget: int | None, path, poll: float = 0.2):
+        super().__init__(budget)
+        self.path, self.poll = Path(path), poll
+        self._tickets = itertools.count()
+
+    def fits(self, need: int) -> bool:
+        return self._change(lambda held: self._admits(held, need, math.inf))
+
+    @contextmanager
+    def admit(self, need: int = 0):
+        me = f"{os.getpid()}:{threading.get_ident()}:{next(self._tickets)}"
+        while not self._change(lambda held: self._take(held, me, need)):
+            time.sleep(self.poll)
+        try:
+            yield
+        finally:
+            self._change(lambda held: held.pop(me, None))
+
+    def _admits(self, held: dict, need: int, ticket) -> bool:
+        running = [e for e in held.values() if e["running"]]
+        earlier = any(not e["running"] and e["ticket"] < ticket for e in held.values())
+        fits = self.budget is None or not running or sum(e["need"] for e in running) + need <= self.budget
+        return fits and not earlier
+
+    def _take(self, held: dict, me: str, need: int) -> bool:
+        if me not in held:
+            ticket = max((e["ticket"] for e in held.values()), default=0) + 1
+            held[me] = {"pid": os.getpid(), "started": _start_time(os.getpid()), "need": need, "ticket": ticket,
+                        "running": False}
+        held[me]["running"] = self._admits(held, need, held[me]["ticket"])
+        return held[me]["running"]
+
+    def _change(self, change):
+        """``change(held)`` on the file's entries of live processes, written back; its result."""
+        with open(self.path, "a+") as f:
+            fcntl.flock(f, fcntl.LOCK_EX)  # released when the file closes
+            f.seek(0)
+            text = f.read()
+            held = {k: e for k, e in (json.loads(text) if text else {}).items()
+                    if _start_time(e["pid"]) == e["started"]}  # not a pid the system gave again
+            result = change(held)
+            f.seek(0)
+            f.truncate()
+            f.write(json.dumps(held))
+        return result
+
+
+def _start_time(pid: int):
+    """When ``pid`` started (clock ticks since boot, Linux ``/proc``); None if it is not running."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return int(f.read().rsplit(")", 1)[1].split()[19])
+    except (OSError, ValueError, IndexError):
+        return None

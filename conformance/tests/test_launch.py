@@ -2,6 +2,7 @@
 their time still counted, and admits large requests one at a time; a worker's failure comes back
 as an error naming it."""
 import contextlib
+import json
 import os
 import subprocess
 import sys
@@ -11,7 +12,8 @@ import time
 import pytest
 
 from conformance.launch import WorkerError, WorkerPool
-from conformance.memory import ALONE, Admission, eval_memory, parameter_count, resident_bytes, tree_resident_bytes
+from conformance.memory import (ALONE, Admission, SharedAdmission, eval_memory, parameter_count, resident_bytes,
+                                tree_resident_bytes)
 
 GB = 2**30
 
@@ -121,6 +123,36 @@ def test_admission_runs_needs_together_only_while_they_fit():
     assert order == ["3 GB", "2 GB"]
     assert gate.fits(5 * GB) and gate.fits(ALONE), "alone, a request runs whatever it needs"
     assert Admission(budget=None).fits(10**15)
+
+
+def test_a_shared_admission_holds_across_pools_in_asking_order(tmp_path):
+    """Two test processes' pools (two admissions on one file here): needs run together only while
+    they fit the one budget; a large request waiting is not overtaken by a small one asked later;
+    a process that ended holds nothing."""
+    path = tmp_path / "admission.json"
+    mine, theirs = SharedAdmission(4 * GB, path, poll=0.01), SharedAdmission(4 * GB, path, poll=0.01)
+    order, release = [], threading.Event()
+
+    def hold(gate, need, name):
+        with gate.admit(need):
+            order.append(name)
+            release.wait(10)
+
+    threads = [threading.Thread(target=hold, args=args) for args in
+               ((mine, 3 * GB, "3 GB"), (theirs, ALONE, "alone"), (theirs, 0, "small"))]
+    for t in threads:
+        t.start()
+        time.sleep(0.5)  # asked in this order
+    assert order == ["3 GB"], "the large request must wait for the 3 GB, and the small one behind it"
+    assert not mine.fits(0) and not theirs.fits(1 * GB)
+    release.set()
+    for t in threads:
+        t.join(10)
+    assert order == ["3 GB", "alone", "small"] and mine.fits(ALONE)
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    path.write_text(json.dumps({"gone": {"pid": int(dead.stdout), "started": 1, "need": ALONE, "ticket": 1,
+                                         "running": True}}))
+    assert mine.fits(4 * GB), "an entry of a process that ended still counted"
 
 
 def test_a_large_request_closes_idle_workers_before_it_starts(tmp_path):
