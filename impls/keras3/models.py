@@ -79,11 +79,18 @@ class SpecModel(keras.Model):
         Inception-ResNet-v2 on each backend, two busy cores; this takes 0.4-2 s and 2-3.5 s. The
         input's height and width matter only when the model is called (the pooling pads)."""
         shapes = canonical_shapes(self.spec)
-        for layer in self._flatten_layers(include_self=False, recursive=True):
-            weight = shapes.get(layer.name.replace("-", ".") + ".weight")
-            if weight is not None and not layer.built:
-                layer.build(_input_shape(weight))
-            layer.built = True
+
+        def build_within(parent):  # in each container's name scope, as a call would: variable paths
+            for layer in parent._flatten_layers(include_self=False, recursive=False):  # 'googlenet/aux1/aux1-fc2/kernel'
+                weight = shapes.get(layer.name.replace("-", ".") + ".weight")
+                if weight is not None and not layer.built:
+                    layer.build(_input_shape(weight))
+                else:
+                    with keras.name_scope(layer.name, caller=layer):
+                        build_within(layer)
+                layer.built = True
+
+        build_within(self)
         self.built = True
 
     def forward_stages(self, x, training=False, capture=None):
