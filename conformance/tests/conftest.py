@@ -31,6 +31,15 @@ RUN_MEMORY = 5 * 2**30
 
 
 @pytest.fixture(autouse=True)
+def _no_tensorflow_here():
+    """Keras or TensorFlow loaded into a test process crashes its next torchvision or timm import:
+    the test that loaded one fails (its Keras work belongs in a worker or a fresh process)."""
+    yield
+    loaded = [m for m in ("keras", "tensorflow") if m in sys.modules]
+    assert not loaded, f"{', '.join(loaded)} loaded into the test process"
+
+
+@pytest.fixture(autouse=True)
 def _hand_back_freed_memory():
     """After each test, this process's freed heap pages go back to the system (the in-process
     checks build models and FID features; without it the process stays at its largest test's size)."""
