@@ -16,7 +16,7 @@ os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 from conformance.frameworks.base import return_freed_memory  # noqa: E402
 from conformance.launch import WorkerPool  # noqa: E402
 
-from .helpers import OWN_PROCESS, seeded  # noqa: E402
+from .helpers import OWN_PROCESS, own_process, seeded  # noqa: E402
 
 
 TIMINGS = pytest.StashKey[dict]()
@@ -94,8 +94,9 @@ def pytest_terminal_summary(terminalreporter, config):
 
 @pytest.fixture
 def room(pool):
-    """Idle workers closed until one large process of the test's own fits in the workers' budget."""
-    pool.make_room(OWN_PROCESS)
+    """Room for one large process of the test's own (``helpers.own_process``) while it runs."""
+    with own_process(pool, OWN_PROCESS):
+        yield
 
 
 @pytest.fixture(scope="session")

@@ -25,6 +25,18 @@ from weights_bridge.extras import missing
 OWN_PROCESS = 3 * 2**30
 
 
+@contextlib.contextmanager
+def own_process(pool, need=OWN_PROCESS):
+    """Room for a large process of the test's own beside the session's workers, while the block
+    runs: admitted as a pool request of ``need`` would be (under pytest-xdist, beside the other
+    test process's requests too: ``memory.SharedAdmission``), then idle workers closed until it
+    fits. No pool request inside: one that needs more than the rest of the budget would wait."""
+    with pool.admission.admit(need):
+        if pool.memory_budget:
+            pool.make_room(need)
+        yield
+
+
 def run_cli(*args, env=None, check=False, fresh=False):
     """``inception-bridge ARGS``; returns a CompletedProcess. In this process (``conformance.cli.main``,
     its output captured) unless ``fresh`` or ``env``: a fresh Python costs 2-3 s of imports per

@@ -8,7 +8,7 @@ import pytest
 from conformance.bench import fid_agreement, fid_speed
 from conformance.memory import ALONE
 
-from .helpers import require, run_cli, seeded
+from .helpers import own_process, require, run_cli, seeded
 
 
 def test_fid_bench_rows_and_table():
@@ -48,9 +48,9 @@ def test_fid_agrees_across_frameworks(tmp_path, pool):
     """FID (tf1, pool_64: 96 images a side keep the 64 x 64 covariances full rank) from torch,
     flax and keras features, each in its own process: within 1e-5 of each other, and far from 0."""
     require("jax", "flax", "keras", "tensorflow")
-    pool.make_room(ALONE)  # its fid-stats processes (2.7 GiB each) are not the pool's: idle workers go first
     weights = seeded(tmp_path / "fid.pth", "inception_v3", variant="fid", aux_logits=False)
-    result = fid_agreement.run(weights, tmp_path / "work", n=96, dims=64, modes=["tf1"], progress=lambda m: None)
+    with own_process(pool, ALONE):  # its fid-stats processes (2.7 GiB each) are not the pool's
+        result = fid_agreement.run(weights, tmp_path / "work", n=96, dims=64, modes=["tf1"], progress=lambda m: None)
     fids = {k.split()[0]: v for k, v in result["fid"].items()}
     assert set(fids) == {"torch", "flax", "keras"}, json.dumps(result)
     assert min(fids.values()) > 1.0, fids

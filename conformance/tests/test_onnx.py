@@ -16,7 +16,7 @@ import pytest
 
 from conformance.compare.tolerances import within
 
-from .helpers import OWN_PROCESS, run_cli, seeded
+from .helpers import own_process, run_cli, seeded
 
 RTOL = 1e-5
 
@@ -109,9 +109,9 @@ def test_cli_bad_weights_writes_nothing(weights, tmp_path):
 @pytest.fixture(scope="module")
 def exported(googlenet_pth, torch_onnx, tmp_path_factory, pool):
     """googlenet exported from Keras through the CLI (and from PyTorch, shared with the tests above)."""
-    pool.make_room(OWN_PROCESS)
     d = tmp_path_factory.mktemp("onnx-keras")
-    proc = run_cli("export-onnx", "googlenet", googlenet_pth, d / "keras.onnx", "--framework", "keras", fresh=True)
+    with own_process(pool):
+        proc = run_cli("export-onnx", "googlenet", googlenet_pth, d / "keras.onnx", "--framework", "keras", fresh=True)
     assert proc.returncode == 0, proc.stderr[-3000:]
     return {"dir": d, "keras": d / "keras.onnx", "torch": torch_onnx("googlenet")[0], "stdout": proc.stdout}
 

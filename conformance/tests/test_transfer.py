@@ -20,6 +20,7 @@ import pytest
 from conformance.launch import REPO, environment
 from conformance.memory import ALONE
 
+from .helpers import own_process
 from .transfer_data import AUX_WEIGHT, LR, NUM_CLASSES, batches, dataset
 
 KERAS_BACKENDS = ("tensorflow", "jax", "torch")
@@ -154,20 +155,20 @@ def test_flax_transfer(googlenet_pth, tmp_path):
 def keras_results(googlenet_pth, tmp_path_factory, request, pool):
     """The selected Keras backends fine-tune at once, each in its own process (the slow part);
     the session's idle workers are closed first, as the pool's budget cannot see these."""
-    pool.make_room(ALONE)
     selected = {item.callspec.params["backend"] for item in request.session.items
                 if getattr(item, "originalname", None) == "test_keras_transfer" and hasattr(item, "callspec")}
-    procs = {}
-    for backend in [b for b in KERAS_BACKENDS if b in selected]:
-        out = tmp_path_factory.mktemp(f"transfer-keras-{backend}")
-        procs[backend] = (out, subprocess.Popen(
-            [sys.executable, "-m", "conformance.tests.keras_transfer", backend, str(googlenet_pth), str(out)], cwd=REPO,
-            env=environment(f"keras-{backend}"), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True))
-    results = {}
-    for backend, (out, proc) in procs.items():
-        log = proc.communicate()[0]
-        results[backend] = (json.loads((out / "result.json").read_text()) if proc.returncode == 0
-                            else f"worker exited {proc.returncode}:\n{log[-3000:]}")
+    procs, results = {}, {}
+    with own_process(pool, ALONE):
+        for backend in [b for b in KERAS_BACKENDS if b in selected]:
+            out = tmp_path_factory.mktemp(f"transfer-keras-{backend}")
+            procs[backend] = (out, subprocess.Popen(
+                [sys.executable, "-m", "conformance.tests.keras_transfer", backend, str(googlenet_pth), str(out)],
+                cwd=REPO, env=environment(f"keras-{backend}"), stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                text=True))
+        for backend, (out, proc) in procs.items():
+            log = proc.communicate()[0]
+            results[backend] = (json.loads((out / "result.json").read_text()) if proc.returncode == 0
+                                else f"worker exited {proc.returncode}:\n{log[-3000:]}")
     return results
 
 
