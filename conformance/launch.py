@@ -9,6 +9,7 @@ files. Everything a worker prints goes to its log file, which an error quotes.
 """
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
@@ -156,10 +157,8 @@ class WorkerPool:
     With ``memory_scope`` (a pid) the pools of that process's run (parallel test processes) share
     the budget: the closing counts its whole process tree, every second too, and the admission of
     needs is one for all (``memory.SharedAdmission``). ``progress`` hears each
-    request's ``Step``s. Side-by-side workers (``jobs`` > 1) get OpenMP's passive wait unless the
-    environment sets one: spinning threads take the cores the others need (default tier's CPU
-    964 -> 665 s on 2 cores); a worker alone keeps the spin, which is faster (``bench``:
-    GoogLeNet 0.4 s against 0.5 s)."""
+    request's ``Step``s. Side-by-side workers (``jobs`` > 1) wait passively (``OMP_WAIT_POLICY``,
+    unless set): spinning OpenMP threads take the cores the others need; one alone keeps the spin."""
 
     def __init__(self, log_dir=None, jobs: int = 2, memory_budget: int = None, progress=None, memory_scope=None):
         self.log_dir = Path(log_dir or tempfile.mkdtemp(prefix="inception-bridge-workers-"))
@@ -170,13 +169,14 @@ class WorkerPool:
         self._workers = {}
         self._lock = threading.Lock()
         self._closed_timings = {}  # timings of workers the budget closed, added up by worker
-        self._closing = threading.Event()
+        self._closing, self._watching = threading.Event(), threading.Lock()  # held: no watch closes one
         if memory_budget and memory_scope:  # the scope's other processes grow without asking this pool
             threading.Thread(target=self._watch, daemon=True).start()
 
     def _watch(self):
         while not self._closing.wait(1.0):
-            self.make_room()
+            with self._watching, contextlib.suppress(Exception):  # a worker that ends as it is looked at
+                self.make_room()  # is seen gone next time; the watch goes on
 
     def worker(self, process: str, env=None) -> Worker:
         key = (process, tuple(sorted((env or {}).items())))
@@ -245,9 +245,8 @@ class WorkerPool:
         del self._workers[key]
 
     @staticmethod
-    def _name(key):
-        name, env = key
-        return f"{name}{''.join(f' {k}={v}' for k, v in env)}"
+    def _name(key):  # (process, environment)
+        return f"{key[0]}{''.join(f' {k}={v}' for k, v in key[1])}"
 
     def map(self, calls, need=0):
         """Runs [(process, op, args, env)] with up to ``jobs`` processes at once (fewer where
@@ -273,13 +272,14 @@ class WorkerPool:
     def timings(self) -> dict:
         """{worker: {"startup", "load", "requests"} seconds} of every worker of the pool, those
         the memory budget closed (and started again) added up."""
-        out = {name: dict(t) for name, t in self._closed_timings.items()}
-        for key, w in list(self._workers.items()):
-            if w.proc.poll() is None:
-                t = w.request("timings")
-                kept = out.setdefault(self._name(key), dict.fromkeys(t, 0.0))
-                for k in kept:
-                    kept[k] += t[k]
+        with self._watching:
+            out = {name: dict(t) for name, t in self._closed_timings.items()}
+            for key, w in list(self._workers.items()):
+                if w.proc.poll() is None:
+                    t = w.request("timings")
+                    kept = out.setdefault(self._name(key), dict.fromkeys(t, 0.0))
+                    for k in kept:
+                        kept[k] += t[k]
         return out
 
     def running(self) -> list:

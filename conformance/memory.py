@@ -105,6 +105,9 @@ class Admission:
                 self._changed.notify_all()
 
 
+_TICKETS = itertools.count()  # one per admit in this process: entries of two admissions never clash
+
+
 def admission(budget: int | None, scope: int | None = None) -> Admission:
     """A pool's admission: its own, or with ``scope`` (a pid) the one every pool of the run under
     that process shares (its file is named by the pid and its start, so no later run reuses it)."""
@@ -123,17 +126,16 @@ class SharedAdmission(Admission):
     def __init__(self, budget: int | None, path, poll: float = 0.2):
         super().__init__(budget)
         self.path, self.poll = Path(path), poll
-        self._tickets = itertools.count()
 
     def fits(self, need: int) -> bool:
         return self._change(lambda held: self._admits(held, need, math.inf))
 
     @contextmanager
     def admit(self, need: int = 0):
-        me = f"{os.getpid()}:{threading.get_ident()}:{next(self._tickets)}"
-        while not self._change(lambda held: self._take(held, me, need)):
-            time.sleep(self.poll)
-        try:
+        me = f"{os.getpid()}:{threading.get_ident()}:{next(_TICKETS)}"
+        try:  # waiting too: an entry left behind would hold up every later request of the run
+            while not self._change(lambda held: self._take(held, me, need)):
+                time.sleep(self.poll)
             yield
         finally:
             self._change(lambda held: held.pop(me, None))
@@ -153,17 +155,19 @@ class SharedAdmission(Admission):
         return held[me]["running"]
 
     def _change(self, change):
-        """``change(held)`` on the file's entries of live processes, written back; its result."""
-        with open(self.path, "a+") as f:
-            fcntl.flock(f, fcntl.LOCK_EX)  # released when the file closes
-            f.seek(0)
-            text = f.read()
-            held = {k: e for k, e in (json.loads(text) if text else {}).items()
-                    if _start_time(e["pid"]) == e["started"]}  # not a pid the system gave again
+        """``change(held)`` on the file's entries of live processes, written back whole (a new
+        file renamed over it: a process killed mid-write leaves the old one); its result."""
+        with open(f"{self.path}.lock", "a") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)  # released when the file closes
+            try:
+                held = json.loads(self.path.read_text())
+            except (OSError, ValueError):  # none yet
+                held = {}
+            held = {k: e for k, e in held.items() if _start_time(e["pid"]) == e["started"]}  # not a reused pid
             result = change(held)
-            f.seek(0)
-            f.truncate()
-            f.write(json.dumps(held))
+            tmp = self.path.with_name(f"{self.path.name}.{os.getpid()}.tmp")
+            tmp.write_text(json.dumps(held))
+            os.replace(tmp, self.path)
         return result
 
 

@@ -34,8 +34,9 @@ RUN_MEMORY = 5 * 2**30
 def _no_tensorflow_here():
     """Keras or TensorFlow loaded into a test process crashes its next torchvision or timm import:
     the test that loaded one fails (its Keras work belongs in a worker or a fresh process)."""
+    before = {m for m in ("keras", "tensorflow") if m in sys.modules}
     yield
-    loaded = [m for m in ("keras", "tensorflow") if m in sys.modules]
+    loaded = sorted(m for m in ("keras", "tensorflow") if m in sys.modules and m not in before)
     assert not loaded, f"{', '.join(loaded)} loaded into the test process"
 
 

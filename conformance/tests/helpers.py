@@ -30,7 +30,7 @@ def own_process(pool, need=OWN_PROCESS):
     """Room for a large process of the test's own beside the session's workers, while the block
     runs: admitted as a pool request of ``need`` would be (under pytest-xdist, beside the other
     test process's requests too: ``memory.SharedAdmission``), then idle workers closed until it
-    fits. No pool request inside: one that needs more than the rest of the budget would wait."""
+    fits. No pool request inside: behind another process's waiting request it would wait forever."""
     with pool.admission.admit(need):
         if pool.memory_budget:
             pool.make_room(need)
@@ -63,11 +63,12 @@ def _run_main(argv):
             try:
                 code = main(argv)
             except SystemExit as e:  # argparse's usage errors
-                code = e.code if isinstance(e.code, int) else 1
+                code = e.code if isinstance(e.code, int) else int(e.code is not None)
     finally:
         sys.meta_path.remove(guard)
-        os.environ.clear()
-        os.environ.update(saved)  # the CLI sets the frameworks' quiet variables for its process
+        for key in set(os.environ) - set(saved):  # the CLI sets the frameworks' quiet variables
+            del os.environ[key]
+        os.environ.update({k: v for k, v in saved.items() if os.environ.get(k) != v})
     return subprocess.CompletedProcess(["inception-bridge", *argv], code, out.getvalue(), err.getvalue())
 
 

@@ -140,9 +140,11 @@ def test_a_shared_admission_holds_across_pools_in_asking_order(tmp_path):
 
     threads = [threading.Thread(target=hold, args=args) for args in
                ((mine, 3 * GB, "3 GB"), (theirs, ALONE, "alone"), (theirs, 0, "small"))]
-    for t in threads:
+    for asked, t in enumerate(threads, 1):
         t.start()
-        time.sleep(0.5)  # asked in this order
+        deadline = time.monotonic() + 10
+        while len(json.loads(path.read_text() if path.exists() else "{}")) < asked and time.monotonic() < deadline:
+            time.sleep(0.01)  # asked in this order: each has its entry before the next one asks
     assert order == ["3 GB"], "the large request must wait for the 3 GB, and the small one behind it"
     assert not mine.fits(0) and not theirs.fits(1 * GB)
     release.set()
