@@ -87,16 +87,24 @@ def test_a_budget_over_the_process_tree_counts_processes_beside_the_pool(tmp_pat
 
 def test_a_scoped_pool_closes_idle_workers_between_its_requests(tmp_path):
     """Under pytest-xdist the other test process grows while this pool has nothing to ask: its
-    idle worker still closes (the tree is checked every second), not only around its requests."""
-    with WorkerPool(tmp_path, jobs=1, memory_budget=tree_resident_bytes(os.getpid()) + GB,
-                    memory_scope=os.getpid()) as run:
-        run.request("torch", "timings")
-        assert run.running() == ["torch"]  # a torch worker (< 0.5 GiB) fits in the budget's extra 1 GiB
-        with _gigabyte_process():
+    idle worker still closes (the tree is checked every second), not only around its requests.
+    The scope here is a process that grows on cue, so nothing else of the run moves the count."""
+    grower = subprocess.Popen([sys.executable, "-c", "import sys; sys.stdin.readline(); b = b'x' * 2**30; "
+                               "print(1, flush=True); sys.stdin.read()"], stdin=subprocess.PIPE, stdout=subprocess.PIPE)
+    try:
+        with WorkerPool(tmp_path, jobs=1, memory_budget=GB // 2, memory_scope=grower.pid) as run:
+            run.request("torch", "timings")
+            assert run.running() == ["torch"]  # the scope holds a bare interpreter: well within 0.5 GiB
+            grower.stdin.write(b"grow\n")
+            grower.stdin.flush()
+            assert grower.stdout.readline().strip() == b"1"
             deadline = time.monotonic() + 10
             while run.running() and time.monotonic() < deadline:
                 time.sleep(0.1)
-            assert run.running() == [], "the idle worker stayed while a process beside the pool filled the budget"
+            assert run.running() == [], "the idle worker stayed while the scope grew past the budget"
+    finally:
+        grower.stdin.close()
+        grower.wait(10)
 
 
 def test_admission_runs_needs_together_only_while_they_fit():
