@@ -63,12 +63,8 @@ def tree_resident_bytes(root: int) -> int:
     processes, whichever of them started which."""
     children = {}
     for entry in os.listdir("/proc") if os.path.isdir("/proc") else ():
-        if entry.isdigit():
-            try:
-                with open(f"/proc/{entry}/stat") as f:
-                    parent = int(f.read().rsplit(")", 1)[1].split()[1])
-            except (OSError, ValueError, IndexError):
-                continue  # it ended while we looked
+        parent = _stat_field(int(entry), _PARENT) if entry.isdigit() else None
+        if parent is not None:  # else it ended while we looked
             children.setdefault(parent, []).append(int(entry))
     total, todo = 0, [root]
     while todo:
@@ -172,9 +168,18 @@ class SharedAdmission(Admission):
 
 
 def _start_time(pid: int):
-    """When ``pid`` started (clock ticks since boot, Linux ``/proc``); None if it is not running."""
+    """When ``pid`` started (clock ticks since boot); None if it is not running."""
+    return _stat_field(pid, _START_TIME)
+
+
+# Fields of /proc/PID/stat, counted after the command's closing parenthesis (it may hold spaces).
+_PARENT, _START_TIME = 1, 19
+
+
+def _stat_field(pid: int, field: int):
+    """One integer field of ``pid``'s Linux ``/proc/PID/stat``; None if it is not there to read."""
     try:
         with open(f"/proc/{pid}/stat") as f:
-            return int(f.read().rsplit(")", 1)[1].split()[19])
+            return int(f.read().rsplit(")", 1)[1].split()[field])
     except (OSError, ValueError, IndexError):
         return None

@@ -80,8 +80,8 @@ class SpecModel(keras.Model):
         input's height and width matter only when the model is called (the pooling pads)."""
         shapes = canonical_shapes(self.spec)
 
-        def build_within(parent):  # in each container's name scope, as a call would: variable paths
-            for layer in parent._flatten_layers(include_self=False, recursive=False):  # 'googlenet/aux1/aux1-fc2/kernel'
+        def build_within(parent):  # in each container's name scope, as a call would: 'googlenet/aux1/aux1-fc2/kernel'
+            for layer in parent._flatten_layers(include_self=False, recursive=False):
                 weight = shapes.get(layer.name.replace("-", ".") + ".weight")
                 if weight is not None and not layer.built:
                     layer.build(_input_shape(weight))
