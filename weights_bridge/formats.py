@@ -62,9 +62,14 @@ def _format(path, fmt):
     return fmt
 
 
+def required_modules(fmt) -> tuple:
+    """The modules that reading or writing ``fmt`` imports."""
+    return tuple(getattr(FORMATS[fmt], "REQUIRES", ()))
+
+
 def require_format(fmt, path, reading=True):
     """Refuses (exit 2, naming the extra to install) a format whose framework is not installed."""
-    require(f"{'reading' if reading else 'writing'} {path} as {fmt}", getattr(FORMATS[fmt], "REQUIRES", ()))
+    require(f"{'reading' if reading else 'writing'} {path} as {fmt}", required_modules(fmt))
 
 
 def source_format(path, fmt=None) -> str:

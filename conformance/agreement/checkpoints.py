@@ -5,8 +5,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from weights_bridge import neutral
-from weights_bridge.formats import SUFFIX, read
+from weights_bridge import formats, neutral
 
 from .. import registry
 
@@ -23,14 +22,21 @@ def prepare(arch, workdir, pool, impls=(), seed=0, num_classes=None, aux_logits=
     if source is None:
         pool.request("torch", "seed", arch=arch, out=str(folder), seed=seed, num_classes=num_classes,
                      aux_logits=aux_logits, variant=variant or "default")
-    else:  # in this process, so bad input fails with the bridge's own message and exit code
-        neutral.write(read(source, source_format, arch, variant=variant), folder, overwrite=True)
+    else:
+        fmt = formats.source_format(source, source_format)
+        if "keras" in formats.required_modules(fmt) and registry.available("keras-tensorflow"):
+            # Keras (on TensorFlow) loaded into the caller would crash its next torchvision
+            # import: the file is read in the Keras worker (bad input comes back as the same error)
+            pool.request("keras-tensorflow", "convert", src=str(source), dst=str(folder), fmt="safetensors",
+                         src_format=fmt, architecture=arch, variant=variant)
+        else:  # in this process, so bad input fails with the bridge's own message and exit code
+            neutral.write(formats.read(source, fmt, arch, variant=variant), folder, overwrite=True)
     files = {"neutral": str(folder)}
     variant = checkpoint_variant(files)
     for name in impls:
         impl = registry.get(name)
         if impl.peer_format and impl.runs(arch, variant):
-            dst = workdir / f"{arch}.{name}{SUFFIX[impl.peer_format]}"
+            dst = workdir / f"{arch}.{name}{formats.SUFFIX[impl.peer_format]}"
             pool.request(impl.process, "convert", src=str(folder), dst=str(dst), fmt=impl.peer_format)
             files[name] = str(dst)
     return files

@@ -8,6 +8,8 @@ from conformance.compare.tolerances import TOLERANCES
 from impls.spec import ARCHITECTURES, model_spec
 from impls.spec.tensors import canonical_shapes
 
+from .helpers import require
+
 ARCHS = [a if a in ("googlenet", "googlenet_paper") else pytest.param(a, marks=pytest.mark.slow) for a in ARCHITECTURES]
 
 
@@ -75,3 +77,26 @@ def test_workers_use_the_gpu_when_present(matrix):
     if not torch.cuda.is_available():
         pytest.skip("no CUDA device")
     assert matrix("googlenet")["precision"]["torch"]["device"] == "cuda"
+
+
+def test_a_source_that_needs_keras_is_read_in_the_keras_worker(pool, googlenet_pth, tmp_path):
+    """``prepare`` reads a Keras file in the keras-tensorflow worker (TensorFlow loaded here would
+    crash this process's next torchvision import; the autouse check fails a test that loads it):
+    the neutral folder holds the file's tensors exactly, and bad input comes back as the
+    bridge's own error, naming the file."""
+    import numpy as np
+
+    from conformance.agreement.checkpoints import prepare
+    from weights_bridge import errors, formats, neutral
+
+    require("keras", "tensorflow")
+    src = tmp_path / "googlenet.weights.h5"
+    pool.request("keras-tensorflow", "convert", src=str(googlenet_pth), dst=str(src), fmt="keras",
+                 architecture="googlenet")
+    got = neutral.read(prepare("googlenet", tmp_path / "w", pool, source=src)["neutral"]).tensors
+    want = formats.read(googlenet_pth, "torch", "googlenet").tensors
+    assert got.keys() == want.keys() and all(np.array_equal(got[k], want[k]) for k in want)
+    bad = tmp_path / "bad.weights.h5"
+    bad.write_bytes(b"not an HDF5 file")
+    with pytest.raises(errors.BridgeError, match="bad.weights.h5"):
+        prepare("googlenet", tmp_path / "w2", pool, source=bad)
