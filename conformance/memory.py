@@ -109,8 +109,14 @@ def admission(budget: int | None, scope: int | None = None) -> Admission:
     that process shares (its file is named by the pid and its start, so no later run reuses it)."""
     if scope is None:
         return Admission(budget)
-    return SharedAdmission(budget, Path(tempfile.gettempdir()) / f"inception-bridge-admission-{scope}-"
-                                                                   f"{_start_time(scope)}.json")
+    return SharedAdmission(budget, shared_admission_files(scope)[0])
+
+
+def shared_admission_files(scope: int) -> tuple:
+    """(the entries, their lock) of the admission shared under ``scope``: the run's to remove
+    once every process that used them has ended."""
+    path = Path(tempfile.gettempdir()) / f"inception-bridge-admission-{scope}-{_start_time(scope)}.json"
+    return path, path.with_name(f"{path.name}.lock")
 
 
 class SharedAdmission(Admission):
@@ -153,7 +159,7 @@ class SharedAdmission(Admission):
     def _change(self, change):
         """``change(held)`` on the file's entries of live processes, written back whole (a new
         file renamed over it: a process killed mid-write leaves the old one); its result."""
-        with open(f"{self.path}.lock", "a") as lock:
+        with open(self.path.with_name(f"{self.path.name}.lock"), "a") as lock:
             fcntl.flock(lock, fcntl.LOCK_EX)  # released when the file closes
             try:
                 held = json.loads(self.path.read_text())

@@ -15,6 +15,7 @@ os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 from conformance.frameworks.base import return_freed_memory  # noqa: E402
 from conformance.launch import WorkerPool  # noqa: E402
+from conformance.memory import shared_admission_files  # noqa: E402
 
 from .helpers import OWN_PROCESS, own_process, seeded  # noqa: E402
 
@@ -74,6 +75,14 @@ def pool(tmp_path_factory, pytestconfig):
         pytestconfig.stash[TIMINGS] = p.timings()
         if hasattr(pytestconfig, "workeroutput"):  # a pytest-xdist test process: the controller prints them
             pytestconfig.workeroutput["worker_timings"] = pytestconfig.stash[TIMINGS]
+
+
+def pytest_unconfigure(config):
+    """The pytest-xdist controller, whose test processes shared one admission (the pool fixture's
+    ``memory_scope``), removes its files once they have all ended."""
+    if getattr(config, "workerinput", None) is None:  # not a test process: maybe their controller
+        for path in shared_admission_files(os.getpid()):
+            path.unlink(missing_ok=True)
 
 
 @pytest.hookimpl(optionalhook=True)

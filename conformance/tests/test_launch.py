@@ -8,12 +8,13 @@ import subprocess
 import sys
 import threading
 import time
+from types import SimpleNamespace
 
 import pytest
 
 from conformance.launch import WorkerError, WorkerPool
-from conformance.memory import (ALONE, Admission, SharedAdmission, eval_memory, parameter_count, resident_bytes,
-                                tree_resident_bytes)
+from conformance.memory import (ALONE, Admission, SharedAdmission, admission, eval_memory, parameter_count,
+                                resident_bytes, shared_admission_files, tree_resident_bytes)
 
 GB = 2**30
 
@@ -163,6 +164,18 @@ def test_a_shared_admission_holds_across_pools_in_asking_order(tmp_path):
     path.write_text(json.dumps({"gone": {"pid": int(dead.stdout), "started": 1, "need": ALONE, "ticket": 1,
                                          "running": True}}))
     assert mine.fits(4 * GB), "an entry of a process that ended still counted"
+
+
+def test_the_run_that_shared_an_admission_removes_its_files(pytestconfig):
+    """A pool with ``memory_scope`` keeps its admission in the two files named for that scope;
+    the pytest-xdist controller (``conftest.pytest_unconfigure``) removes them at the end."""
+    from . import conftest
+
+    files = shared_admission_files(os.getpid())
+    with admission(4 * GB, os.getpid()).admit(GB):
+        assert all(f.exists() for f in files)
+    conftest.pytest_unconfigure(SimpleNamespace(workerinput=None))
+    assert not any(f.exists() for f in files), "the run left its admission files behind"
 
 
 def test_a_large_request_closes_idle_workers_before_it_starts(tmp_path):
