@@ -21,7 +21,8 @@ SIZES = {"googlenet": 224, "inception_v3": 299, "inception_v4": 299, "inception_
 
 @pytest.fixture(scope="module")
 def weights(tmp_path_factory, request):
-    """arch -> (seeded .pth, the same as a neutral folder)."""
+    """arch -> (seeded .pth, the same as a neutral folder, the input batch's .npy, PyTorch's plain
+    logits on it and their fp32 floor): made once per architecture, shared by its implementations."""
     import weights_bridge as wb
 
     made = {}
@@ -34,7 +35,9 @@ def weights(tmp_path_factory, request):
             else:
                 pth = seeded(folder / f"{arch}.pth", arch, seed=3)
             wb.convert(pth, folder / f"{arch}.neutral", arch)
-            made[arch] = pth, folder / f"{arch}.neutral"
+            x = np.random.default_rng(7).standard_normal((2, 3, SIZES[arch], SIZES[arch]), dtype=np.float32)
+            np.save(folder / "x.npy", x)
+            made[arch] = (pth, folder / f"{arch}.neutral", folder / "x.npy", *_reference(arch, pth, x))
         return made[arch]
 
     return get
@@ -59,17 +62,13 @@ def _reference(arch, pth, x):
 def _check(pool, impl, arch, weights, tmp_path):
     """In the implementation's worker, as users get it: Flax and Keras-on-jax with the XLA:CPU
     flags of the fast path (``impls.xla_cpu``, read at start-up: a worker of their own)."""
-    pth, neutral = weights(arch)
-    size = SIZES[arch]
-    x = np.random.default_rng(7).standard_normal((2, 3, size, size), dtype=np.float32)
-    np.save(tmp_path / "x.npy", x)
+    _, neutral, x, ref, floor = weights(arch)
     out = tmp_path / f"{impl}.npz"
     env = {"XLA_FLAGS": " ".join([os.environ.get("XLA_FLAGS", ""), *FAST_CONV_FLAGS]).strip()} \
         if impl in ("flax", "keras-jax") else None
     pool.request(registry.get(impl).process, "fast", env, impl=impl, arch=arch, weights={"neutral": str(neutral)},
-                 input=str(tmp_path / "x.npy"), out=str(out))
+                 input=str(x), out=str(out))
     got = np.load(out)
-    ref, floor = _reference(arch, pth, x)
     scale = float(np.abs(ref).max())
     assert scale > 1.0  # O(1) logits: a relative bound means something
     for name, a, b in (("fast vs plain", got["fast"], got["plain"]), ("fast vs torch", got["fast"], ref)):
