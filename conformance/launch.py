@@ -53,28 +53,13 @@ def environment(process: str = "", extra=None) -> dict:
     return {**env, **(extra or {})}
 
 
-def _tail(path, lines=15) -> str:
-    try:
-        text = Path(path).read_text(errors="replace")
-    except OSError:
-        return ""
-    return last_lines(text, lines)
-
-
-def last_lines(text: str, lines=15) -> str:
-    """The last ``lines`` lines of a worker's output, the frameworks' log chatter left out
-    (kept with ``--debug``)."""
-    kept = [ln for ln in text.strip().splitlines() if quiet.debug() or not quiet.is_noise(ln)]
-    return "\n".join(kept[-lines:])
-
-
 def run_module(module: str, *args, process: str = "", env=None, what: str = "") -> subprocess.CompletedProcess:
     """``python -m module args`` once, in ``process``'s environment; raises ``WorkerError`` with
     the output's tail if it fails."""
     proc = subprocess.run([sys.executable, "-m", module, *map(str, args)], cwd=REPO,
                           env=environment(process, env), capture_output=True, text=True)
     if proc.returncode != 0:
-        tail = last_lines(proc.stdout + proc.stderr)
+        tail = quiet.last_lines(proc.stdout + proc.stderr)
         raise WorkerError(f"{what or module} failed (exit {proc.returncode}):\n{tail}")
     return proc
 
@@ -116,7 +101,7 @@ class Worker:
         """``request`` for a caller that holds ``lock``."""
         if self.proc.poll() is not None:
             raise WorkerError(f"worker {self.process} is not running (exit {self.proc.returncode}):\n"
-                              f"{_tail(self.log)}")
+                              f"{quiet.log_tail(self.log)}")
         t0 = time.perf_counter()
         try:
             self.proc.stdin.write(json.dumps({"op": op, "args": args}) + "\n")
@@ -127,7 +112,7 @@ class Worker:
         self.seconds += time.perf_counter() - t0
         if not line:
             code = self.proc.wait()
-            raise WorkerError(f"worker {self.process} died during {op} (exit {code}):\n{_tail(self.log)}")
+            raise WorkerError(f"worker {self.process} died during {op} (exit {code}):\n{quiet.log_tail(self.log)}")
         reply = json.loads(line)
         if not reply["ok"]:
             kind = getattr(errors, reply.get("kind") or "", None)

@@ -20,6 +20,7 @@ import os
 import re
 import subprocess
 import sys
+from pathlib import Path
 
 DEBUG = "INCEPTION_BRIDGE_DEBUG"  # "1": keep every log line, in this process and its workers
 ENVIRONMENT = {"TF_CPP_MIN_LOG_LEVEL": "2", "GRPC_VERBOSITY": "ERROR", "GLOG_minloglevel": "2",
@@ -48,6 +49,20 @@ def debug() -> bool:
 
 def is_noise(line: str) -> bool:
     return bool(NOISE.search(line))
+
+
+def last_lines(text: str, lines=15) -> str:
+    """The last ``lines`` lines of a process's output, the noise left out (kept with ``--debug``)."""
+    kept = [ln for ln in text.strip().splitlines() if debug() or not is_noise(ln)]
+    return "\n".join(kept[-lines:])
+
+
+def log_tail(path, lines=15) -> str:
+    """``last_lines`` of a log file ("" if it cannot be read)."""
+    try:
+        return last_lines(Path(path).read_text(errors="replace"), lines)
+    except OSError:
+        return ""
 
 
 def quiet_loggers():

@@ -10,7 +10,7 @@ import sys
 import pytest
 
 from conformance.cli.progress import Progress
-from conformance.launch import last_lines
+from conformance.quiet import last_lines
 from conformance.quiet import is_noise
 from conformance.steps import Step
 
