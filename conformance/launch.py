@@ -91,6 +91,7 @@ class Worker:
         self.lock = threading.Lock()
         self.seconds = 0.0  # time spent serving requests
         self.retired = False  # closed by its pool's memory budget
+        self.released = True  # holds nothing a request left (models, compiled functions)
 
     def request(self, op: str, **args):
         """Sends one request and waits for its reply; returns the reply's result."""
@@ -103,6 +104,8 @@ class Worker:
             raise WorkerError(f"worker {self.process} is not running (exit {self.proc.returncode}):\n"
                               f"{quiet.log_tail(self.log)}")
         t0 = time.perf_counter()
+        if op != "timings":
+            self.released = op == "release"
         try:
             self.proc.stdin.write(json.dumps({"op": op, "args": args}) + "\n")
             self.proc.stdin.flush()
@@ -135,10 +138,11 @@ class Worker:
 class WorkerPool:
     """Workers by (process, environment), started on first use and kept until ``close``.
     ``jobs`` workers serve at once (``map``). ``memory_budget`` (bytes, resident, all workers
-    together; ``conformance.memory``): before a request the pool closes idle workers, largest
-    first, until the rest and the request's declared ``need`` fit, and after it until the rest
-    fit; requests run together only while their needs fit. A closed worker starts again when
-    next asked (its imports again, not its JAX compilations: those are in the persistent cache).
+    together; ``conformance.memory``): before a request, until the rest and the request's declared
+    ``need`` fit (and after it, until the rest fit), idle workers give back what their requests
+    left (``make_room``), then idle workers close, largest first; requests run together only while
+    their needs fit. A closed worker starts again when next asked (its imports again, not its JAX
+    compilations: those are in the persistent cache).
     With ``memory_scope`` (a pid) the pools of that process's run (parallel test processes) share
     the budget: the closing counts its whole process tree, every second too, and the admission of
     needs is one for all (``memory.SharedAdmission``). ``progress`` hears each
@@ -200,20 +204,28 @@ class WorkerPool:
             self.progress(step)
 
     def make_room(self, need: int = 0):
-        """Closes idle workers, largest first, until the running ones and ``need`` fit the budget
-        (a caller about to start a large process of its own passes that process's size)."""
+        """Until the running workers and ``need`` fit the budget: idle workers give back what
+        their requests left (models, compiled functions; a ``release`` takes well under a second),
+        largest first, then idle workers are closed, largest first (a start-up, seconds, when
+        next asked). A caller about to start a large process of its own passes that process's size."""
         with self._lock:
-            alive = [(w, resident_bytes(w.proc.pid)) for w in self._workers.values() if w.proc.poll() is None]
-            total = need + (tree_resident_bytes(self.memory_scope) if self.memory_scope else sum(r for _, r in alive))
-            for w, r in sorted(alive, key=lambda wr: -wr[1]):
-                if total <= self.memory_budget:
-                    break
-                if w.lock.acquire(blocking=False):  # idle: nobody is waiting on its reply
-                    try:
-                        self._retire(w)
-                    finally:
-                        w.lock.release()
-                    total -= r
+            total = need + (tree_resident_bytes(self.memory_scope) if self.memory_scope else
+                            sum(resident_bytes(w.proc.pid) for w in self._workers.values()))
+            for close in (False, True):
+                alive = [(w, resident_bytes(w.proc.pid)) for w in self._workers.values() if w.proc.poll() is None]
+                for w, r in sorted(alive, key=lambda wr: -wr[1]):
+                    if total <= self.memory_budget:
+                        return
+                    if (close or not w.released) and w.lock.acquire(blocking=False):  # idle: nobody waits on it
+                        try:
+                            if close:
+                                self._retire(w)
+                            else:
+                                with contextlib.suppress(WorkerError):  # one that died is closed later
+                                    w.request_unlocked("release")
+                        finally:
+                            w.lock.release()
+                        total -= r - (0 if close else resident_bytes(w.proc.pid))
 
     def _retire(self, w):
         """Closes ``w`` (pool lock and ``w.lock`` held), keeping its timings for ``timings``."""

@@ -136,7 +136,7 @@ class Adapter:
     """Dispatches ``handle(op, args)`` to the method named by ``OPS``; ``info`` describes the
     worker's numerics (device, matmul precision), recorded in every report."""
 
-    OPS = ("outputs", "train", "fast", "bench", "fid_bench", "convert", "timings")
+    OPS = ("outputs", "train", "fast", "bench", "fid_bench", "convert", "release", "timings")
 
     def __init__(self, process: str, started: float):
         self.process = process
@@ -158,6 +158,15 @@ class Adapter:
         seconds = time.perf_counter() - t0
         self.busy += seconds
         return result if op == "timings" else {**(result or {}), "seconds": round(seconds, 3)}
+
+    def release(self):
+        """Gives back what the requests left (loaded models, compiled functions) and keeps the
+        imports: what a pool over its memory budget asks of an idle worker before closing it."""
+        self.models.clear()
+        self.clear_framework_caches()
+
+    def clear_framework_caches(self):
+        """The framework's compiled functions and per-model state (none kept by default)."""
 
     def timings(self):
         """Where this worker's time went: start-up (imports), loading models (building them,

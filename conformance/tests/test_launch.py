@@ -68,6 +68,34 @@ def ballast():
         yield child
 
 
+def test_over_budget_an_idle_worker_gives_back_its_model_before_any_is_closed(tmp_path, googlenet_pth):
+    """A ``release`` (models and compiled functions dropped, imports kept) costs far less than
+    a start-up: the pool asks it of an idle worker first and closes one only if that is not enough."""
+    import numpy as np
+
+    from weights_bridge import convert
+
+    from .helpers import require
+
+    require("flax")
+    convert(googlenet_pth, tmp_path / "g.neutral", "googlenet")
+    np.save(tmp_path / "x.npy", np.random.default_rng(0).standard_normal((1, 3, 96, 96), dtype=np.float32))
+    ask = dict(impl="flax", arch="googlenet", weights={"neutral": str(tmp_path / "g.neutral")}, config={},
+               mode="eval", input=str(tmp_path / "x.npy"))
+    with WorkerPool(tmp_path / "logs", jobs=1, memory_budget=64 * GB) as pool:
+        pool.request("flax", "outputs", out=str(tmp_path / "1.npz"), **ask)
+        worker = pool.worker("flax")
+        held = resident_bytes(worker.proc.pid)
+        pool.make_room(64 * GB - held + 1)  # one byte over
+        assert pool.running() == ["flax"], "closed although giving back its model was enough"
+        assert worker.released and resident_bytes(worker.proc.pid) < held - 32 * 2**20
+        pool.make_room(64 * GB)  # released already: now it closes
+        assert pool.running() == []
+        pool.request("flax", "outputs", out=str(tmp_path / "2.npz"), **ask)
+    with np.load(tmp_path / "1.npz") as a, np.load(tmp_path / "2.npz") as b:
+        assert a.files == b.files and all(np.array_equal(a[k], b[k]) for k in a.files)
+
+
 def test_a_process_tree_holds_its_childrens_memory(ballast):
     assert tree_resident_bytes(os.getpid()) >= resident_bytes(os.getpid()) + GB
     assert tree_resident_bytes(ballast.pid) >= GB

@@ -19,6 +19,11 @@ class FlaxAdapter(Adapter):
 
         return jax_full_precision()
 
+    def clear_framework_caches(self):
+        import jax
+
+        jax.clear_caches()
+
     def outputs(self, impl, arch, weights, config, mode, input, out, layers=False):
         x, train = np.load(input), mode == "train"
         model = self.models.get(weights["neutral"], arch, lambda: M.load(weights["neutral"]), consume=train)

@@ -28,6 +28,15 @@ class KerasAdapter(Adapter):
 
         return keras_full_precision(self.backend)
 
+    def clear_framework_caches(self):
+        import keras
+
+        keras.backend.clear_session()
+        if self.backend == "jax":
+            import jax
+
+            jax.clear_caches()
+
     def outputs(self, impl, arch, weights, config, mode, input, out, layers=False):
         x, train = np.load(input), mode == "train"
         if impl == "keras-applications":  # a functional model: its input size is fixed when built
