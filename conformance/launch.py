@@ -135,7 +135,7 @@ class Worker:
         self._log_file.close()
 
 
-class WorkerPool:
+class WorkerPool(contextlib.AbstractContextManager):  # ``with``: closed at the end
     """Workers by (process, environment), started on first use and kept until ``close``.
     ``jobs`` workers serve at once (``map``). ``memory_budget`` (bytes, resident, all workers
     together; ``conformance.memory``): before a request, until the rest and the request's declared
@@ -189,7 +189,12 @@ class WorkerPool:
                         if not w.retired:  # else the budget closed it before this request got it
                             if self.memory_budget and need:
                                 self.make_room(need)  # w's lock is held: it stays
-                            result = w.request_unlocked(op, **args)
+                            try:
+                                result = w.request_unlocked(op, **args)
+                            finally:  # one that ran alone is the size of its request: gone before others start
+                                if self.memory_budget and need >= self.memory_budget and w.proc.poll() is None:
+                                    with self._lock:
+                                        self._retire(w)
                             self._report(Step(what, time.perf_counter() - t0))
                             return result
         except Exception as e:
@@ -230,13 +235,11 @@ class WorkerPool:
     def _retire(self, w):
         """Closes ``w`` (pool lock and ``w.lock`` held), keeping its timings for ``timings``."""
         key = next(k for k, v in self._workers.items() if v is w)
-        try:
+        with contextlib.suppress(WorkerError):  # one that died has no timings to give
             t = w.request_unlocked("timings")
             kept = self._closed_timings.setdefault(self._name(key), dict.fromkeys(t, 0.0))
             for k in kept:
                 kept[k] += t[k]
-        except WorkerError:
-            pass
         w.close()
         w.retired = True
         del self._workers[key]
@@ -289,9 +292,6 @@ class WorkerPool:
             for w in self._workers.values():
                 w.close()
             self._workers.clear()
-
-    def __enter__(self):
-        return self
 
     def __exit__(self, *exc):
         self.close()

@@ -210,10 +210,14 @@ def test_a_large_request_closes_idle_workers_before_it_starts(tmp_path):
     with WorkerPool(tmp_path, jobs=1, memory_budget=64 * GB) as pool:
         pool.request("torch", "timings")
         assert pool.running() == ["torch"]  # well within the budget: kept
-        pool.request("torch", "timings", env={"SECOND": "1"}, need=64 * GB)
+        pool.request("torch", "timings", env={"SECOND": "1"}, need=64 * GB - 1)
         assert pool.running() == ["torch SECOND=1"], "the idle worker stayed beside a request that needs the whole budget"
         pool.make_room(ALONE)  # what a caller does before a large process of its own
         assert pool.running() == [], "an idle worker stayed beside a process that runs alone"
+        pool.request("torch", "timings", need=ALONE)
+        assert pool.running() == [], "a worker that ran alone (its size is its request's) stayed"
+        pool.request("torch", "timings", need=64 * GB)  # the budget itself: alone too
+        assert pool.running() == []
 
 
 def test_unbounded_pool_keeps_its_worker(tmp_path):
