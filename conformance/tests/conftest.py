@@ -24,7 +24,7 @@ TIMINGS = pytest.StashKey[dict]()
 # The workers' share of the suite's memory target (8 GB for the whole run on the 24 GB CI
 # machine, this process and the CLI's own workers included): idle workers past it are closed.
 WORKER_MEMORY = 4 * 2**30
-# Under pytest-xdist (``-n 2``: the default tier in ci/test.sh) two test processes run with a
+# Under pytest-xdist (``-n 2``: ci/test.sh with no arguments or `all`) two test processes run with a
 # pool each: the budget then covers the whole run, test processes included, read from the
 # controller's process tree, so either pool closes its idle workers when the two together are
 # over it. The rest of the 8 GB is room for a test's own short processes (a CLI run, a snippet).
