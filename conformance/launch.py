@@ -135,6 +135,13 @@ class Worker:
         self._log_file.close()
 
 
+def _add_timings(into: dict, name: str, t: dict):
+    """Adds a worker's ``timings`` to ``into[name]`` (a worker closed and started again adds up)."""
+    kept = into.setdefault(name, dict.fromkeys(t, 0.0))
+    for k in kept:
+        kept[k] += t[k]
+
+
 class WorkerPool(contextlib.AbstractContextManager):  # ``with``: closed at the end
     """Workers by (process, environment), started on first use and kept until ``close``.
     ``jobs`` workers serve at once (``map``). ``memory_budget`` (bytes, resident, all workers
@@ -236,10 +243,7 @@ class WorkerPool(contextlib.AbstractContextManager):  # ``with``: closed at the 
         """Closes ``w`` (pool lock and ``w.lock`` held), keeping its timings for ``timings``."""
         key = next(k for k, v in self._workers.items() if v is w)
         with contextlib.suppress(WorkerError):  # one that died has no timings to give
-            t = w.request_unlocked("timings")
-            kept = self._closed_timings.setdefault(self._name(key), dict.fromkeys(t, 0.0))
-            for k in kept:
-                kept[k] += t[k]
+            _add_timings(self._closed_timings, self._name(key), w.request_unlocked("timings"))
         w.close()
         w.retired = True
         del self._workers[key]
@@ -276,10 +280,7 @@ class WorkerPool(contextlib.AbstractContextManager):  # ``with``: closed at the 
             out = {name: dict(t) for name, t in self._closed_timings.items()}
             for key, w in list(self._workers.items()):
                 if w.proc.poll() is None:
-                    t = w.request("timings")
-                    kept = out.setdefault(self._name(key), dict.fromkeys(t, 0.0))
-                    for k in kept:
-                        kept[k] += t[k]
+                    _add_timings(out, self._name(key), w.request("timings"))
         return out
 
     def running(self) -> list:
