@@ -24,7 +24,7 @@ from pathlib import Path
 from weights_bridge import errors
 
 from . import quiet
-from .memory import admission, resident_bytes, tree_resident_bytes
+from .memory import admission, memory_bytes, tree_memory_bytes
 from .steps import Step
 
 REPO = Path(__file__).resolve().parent.parent  # holds impls, weights_bridge and conformance
@@ -144,10 +144,10 @@ def _add_timings(into: dict, name: str, t: dict):
 
 class WorkerPool(contextlib.AbstractContextManager):  # ``with``: closed at the end
     """Workers by (process, environment), started on first use and kept until ``close``.
-    ``jobs`` workers serve at once (``map``). ``memory_budget`` (bytes, resident, all workers
-    together; ``conformance.memory``): before a request, until the rest and the request's declared
-    ``need`` fit (and after it, until the rest fit), idle workers give back what their requests
-    left (``make_room``), then idle workers close, largest first; requests run together only while
+    ``jobs`` workers serve at once (``map``). ``memory_budget`` (bytes, all workers together, as
+    ``conformance.memory.memory_bytes`` counts them): before a request, until the rest and the
+    request's declared ``need`` fit (and after it, until the rest fit), idle workers give back
+    what their requests left (``make_room``), then idle workers close, largest first; requests run together only while
     their needs fit. A closed worker starts again when next asked (its imports again, not its JAX
     compilations: those are in the persistent cache).
     With ``memory_scope`` (a pid) the pools of that process's run (parallel test processes) share
@@ -221,10 +221,10 @@ class WorkerPool(contextlib.AbstractContextManager):  # ``with``: closed at the 
         largest first, then idle workers are closed, largest first (a start-up, seconds, when
         next asked). A caller about to start a large process of its own passes that process's size."""
         with self._lock:
-            total = need + (tree_resident_bytes(self.memory_scope) if self.memory_scope else
-                            sum(resident_bytes(w.proc.pid) for w in self._workers.values()))
+            total = need + (tree_memory_bytes(self.memory_scope) if self.memory_scope else
+                            sum(memory_bytes(w.proc.pid) for w in self._workers.values()))
             for close in (False, True):
-                alive = [(w, resident_bytes(w.proc.pid)) for w in self._workers.values() if w.proc.poll() is None]
+                alive = [(w, memory_bytes(w.proc.pid)) for w in self._workers.values() if w.proc.poll() is None]
                 for w, r in sorted(alive, key=lambda wr: -wr[1]):
                     if total <= self.memory_budget:
                         return
@@ -237,7 +237,7 @@ class WorkerPool(contextlib.AbstractContextManager):  # ``with``: closed at the 
                                     w.request_unlocked("release")
                         finally:
                             w.lock.release()
-                        total -= r - (0 if close else resident_bytes(w.proc.pid))
+                        total -= r - (0 if close else memory_bytes(w.proc.pid))
 
     def _retire(self, w):
         """Closes ``w`` (pool lock and ``w.lock`` held), keeping its timings for ``timings``."""

@@ -1,12 +1,13 @@
-"""A pool's memory budget: how much its workers may hold together, read from their resident
-sizes, and the admission of requests that say how large they make a worker.
+"""A pool's memory budget: how much its workers may hold together, read from their shares of
+the machine's memory (``memory_bytes``), and the admission of requests that say how large they
+make a worker.
 
 Most requests leave a worker near its start-up size; a few (a float64 training step of a
 large model) grow one to several GB. Closing idle workers after such a request is too late to
 keep the peak down: two of them running at once, beside idle workers, is the peak. So a request
 may declare its ``need`` (bytes): requests run together only while their needs fit the budget
 (one runs alone whatever it needs), and before one starts, idle workers are closed until the
-others' resident sizes plus its need fit.
+others' sizes plus its need fit.
 """
 from __future__ import annotations
 
@@ -46,20 +47,26 @@ def eval_memory(parameters: int) -> int:
     return EVAL_MEMORY_FACTOR * 4 * parameters
 
 
-def resident_bytes(pid: int) -> int:
-    """A process's resident memory (Linux ``/proc``; 0 where that is not there to read)."""
-    try:
-        with open(f"/proc/{pid}/status") as f:
-            for line in f:
-                if line.startswith("VmRSS:"):
-                    return int(line.split()[1]) * 1024
-    except (OSError, ValueError, IndexError):
-        pass
+def memory_bytes(pid: int) -> int:
+    """A process's share of the machine's memory: its proportional set size (Linux
+    ``/proc/PID/smaps_rollup``: private pages plus an equal share of each page it maps with other
+    processes), else its resident size (``VmRSS``); 0 where neither is there to read. Resident
+    sizes count a page mapped by several processes once in each: the frameworks' shared
+    libraries (libtorch, TensorFlow's, XLA's) are mapped by the test processes and by several
+    workers at once, which made a run's summed resident size a quarter above what it used."""
+    for path, field in ((f"/proc/{pid}/smaps_rollup", "Pss:"), (f"/proc/{pid}/status", "VmRSS:")):
+        try:
+            with open(path) as f:
+                for line in f:
+                    if line.startswith(field):
+                        return int(line.split()[1]) * 1024
+        except (OSError, ValueError, IndexError):
+            pass
     return 0
 
 
-def tree_resident_bytes(root: int) -> int:
-    """Resident memory of ``root`` and all its descendants (Linux ``/proc``): a whole run's
+def tree_memory_bytes(root: int) -> int:
+    """``memory_bytes`` of ``root`` and all its descendants (Linux ``/proc``): a whole run's
     processes, whichever of them started which."""
     children = {}
     for entry in os.listdir("/proc") if os.path.isdir("/proc") else ():
@@ -69,7 +76,7 @@ def tree_resident_bytes(root: int) -> int:
     total, todo = 0, [root]
     while todo:
         pid = todo.pop()
-        total += resident_bytes(pid)
+        total += memory_bytes(pid)
         todo.extend(children.get(pid, ()))
     return total
 

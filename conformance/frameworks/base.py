@@ -124,8 +124,8 @@ class ModelCache:
 
 def return_freed_memory():
     """Hands the heap's free pages back to the system (glibc's ``malloc_trim``). Without it a
-    worker's resident size stays at its largest request's (freed tensors stay in the heap), and
-    the pool's memory budget, which reads resident sizes, keeps closing workers that hold little."""
+    worker's size stays at its largest request's (freed tensors stay in the heap), and the
+    pool's memory budget, which reads the workers' sizes, keeps closing workers that hold little."""
     try:
         ctypes.CDLL("libc.so.6").malloc_trim(0)
     except (OSError, AttributeError):  # not glibc: nothing to do

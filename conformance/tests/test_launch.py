@@ -14,14 +14,35 @@ import pytest
 
 from conformance.launch import WorkerError, WorkerPool
 from conformance.memory import (ALONE, Admission, SharedAdmission, admission, eval_memory, parameter_count,
-                                resident_bytes, shared_admission_files, tree_resident_bytes)
+                                memory_bytes, shared_admission_files, tree_memory_bytes)
 
 GB = 2**30
 
 
-def test_resident_bytes_of_a_live_and_a_missing_process():
-    assert resident_bytes(os.getpid()) > 10 * 2**20  # this interpreter, numpy and pytest loaded
-    assert resident_bytes(2**22 + 7) == 0  # above Linux's pid limit: nothing there
+def test_memory_bytes_of_a_live_and_a_missing_process():
+    assert memory_bytes(os.getpid()) > 10 * 2**20  # this interpreter, numpy and pytest loaded
+    assert memory_bytes(2**22 + 7) == 0  # above Linux's pid limit: nothing there
+
+
+def _vm_rss(pid):  # what the pool read before: the resident size, shared pages in full
+    with open(f"/proc/{pid}/status") as f:
+        return next(int(line.split()[1]) * 1024 for line in f if line.startswith("VmRSS:"))
+
+
+def test_pages_two_processes_share_count_once():
+    """A forked child shares its parent's 512 MiB copy-on-write, as the workers and test
+    processes share the frameworks' libraries: each resident size holds all of it, the two
+    processes' memory holds it once."""
+    pair = subprocess.Popen([sys.executable, "-c", "import os, sys; b = b'x' * 2**29; child = os.fork(); "
+                             "child and print(child, flush=True); sys.stdin.read()"],
+                            stdin=subprocess.PIPE, stdout=subprocess.PIPE)
+    try:
+        pids = [pair.pid, int(pair.stdout.readline())]
+        assert sum(map(_vm_rss, pids)) > 2 * 2**29
+        assert 2**29 < sum(map(memory_bytes, pids)) < 1.25 * 2**29
+    finally:
+        pair.stdin.close()
+        pair.wait()
 
 
 def test_parameter_count_is_torchvisions_and_an_evaluation_declares_what_was_measured(googlenet_pth, tmp_path):
@@ -85,10 +106,10 @@ def test_over_budget_an_idle_worker_gives_back_its_model_before_any_is_closed(tm
     with WorkerPool(tmp_path / "logs", jobs=1, memory_budget=64 * GB) as pool:
         pool.request("flax", "outputs", out=str(tmp_path / "1.npz"), **ask)
         worker = pool.worker("flax")
-        held = resident_bytes(worker.proc.pid)
+        held = memory_bytes(worker.proc.pid)
         pool.make_room(64 * GB - held + 1)  # one byte over
         assert pool.running() == ["flax"], "closed although giving back its model was enough"
-        assert worker.released and resident_bytes(worker.proc.pid) < held - 32 * 2**20
+        assert worker.released and memory_bytes(worker.proc.pid) < held - 32 * 2**20
         pool.make_room(64 * GB)  # released already: now it closes
         assert pool.running() == []
         pool.request("flax", "outputs", out=str(tmp_path / "2.npz"), **ask)
@@ -97,9 +118,9 @@ def test_over_budget_an_idle_worker_gives_back_its_model_before_any_is_closed(tm
 
 
 def test_a_process_tree_holds_its_childrens_memory(ballast):
-    assert tree_resident_bytes(os.getpid()) >= resident_bytes(os.getpid()) + GB
-    assert tree_resident_bytes(ballast.pid) >= GB
-    assert tree_resident_bytes(2**22 + 7) == 0
+    assert tree_memory_bytes(os.getpid()) >= memory_bytes(os.getpid()) + GB
+    assert tree_memory_bytes(ballast.pid) >= GB
+    assert tree_memory_bytes(2**22 + 7) == 0
 
 
 def test_a_budget_over_the_process_tree_counts_processes_beside_the_pool(tmp_path, ballast):
@@ -107,8 +128,8 @@ def test_a_budget_over_the_process_tree_counts_processes_beside_the_pool(tmp_pat
     the ballast is no worker of the pool, yet it puts the tree over the budget."""
     with WorkerPool(tmp_path, jobs=1, memory_budget=GB) as own:
         own.request("torch", "timings")
-        assert resident_bytes(own.worker("torch").proc.pid) < GB / 2 and own.running() == ["torch"]  # it fits
-    beside = tree_resident_bytes(os.getpid()) - tree_resident_bytes(ballast.pid)  # this process, no ballast
+        assert memory_bytes(own.worker("torch").proc.pid) < GB / 2 and own.running() == ["torch"]  # it fits
+    beside = tree_memory_bytes(os.getpid()) - tree_memory_bytes(ballast.pid)  # this process, no ballast
     with WorkerPool(tmp_path, jobs=1, memory_budget=beside + GB, memory_scope=os.getpid()) as run:
         run.request("torch", "timings")
         assert run.running() == [], "the idle worker stayed although the ballast puts the tree over the budget"
