@@ -274,8 +274,8 @@ class WorkerPool(contextlib.AbstractContextManager):  # ``with``: closed at the 
         return results
 
     def timings(self) -> dict:
-        """{worker: {"startup", "load", "requests"} seconds} of every worker of the pool, those
-        the memory budget closed (and started again) added up."""
+        """{worker: {"starts", "startup", "load", "requests" (seconds)}} of every worker of the
+        pool, those the memory budget closed (and started again) added up."""
         with self._watching:
             out = {name: dict(t) for name, t in self._closed_timings.items()}
             for key, w in list(self._workers.items()):

@@ -170,8 +170,9 @@ class Adapter:
 
     def timings(self):
         """Where this worker's time went: start-up (imports), loading models (building them,
-        reading checkpoints), and the rest of its requests (compiling and computing)."""
-        return {"startup": self.startup, "load": self.models.load_seconds,
+        reading checkpoints), and the rest of its requests (compiling and computing); ``starts``
+        counts processes where a pool adds up the timings of a worker closed and started again."""
+        return {"starts": 1, "startup": self.startup, "load": self.models.load_seconds,
                 "requests": self.busy - self.models.load_seconds}
 
     def convert(self, src, dst, fmt=None, src_format=None, architecture=None, variant=None):

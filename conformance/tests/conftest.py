@@ -17,7 +17,7 @@ from conformance.frameworks.base import return_freed_memory  # noqa: E402
 from conformance.launch import WorkerPool  # noqa: E402
 from conformance.memory import shared_admission_files  # noqa: E402
 
-from .helpers import OWN_PROCESS, own_process, seeded  # noqa: E402
+from .helpers import KERAS_MODULES, OWN_PROCESS, own_process, seeded  # noqa: E402
 
 
 TIMINGS = pytest.StashKey[dict]()
@@ -35,9 +35,9 @@ RUN_MEMORY = 5 * 2**30
 def _no_tensorflow_here():
     """Keras or TensorFlow loaded into a test process crashes its next torchvision or timm import:
     the test that loaded one fails (its Keras work belongs in a worker or a fresh process)."""
-    before = {m for m in ("keras", "tensorflow") if m in sys.modules}
+    before = {m for m in KERAS_MODULES if m in sys.modules}
     yield
-    loaded = sorted(m for m in ("keras", "tensorflow") if m in sys.modules and m not in before)
+    loaded = sorted(m for m in KERAS_MODULES if m in sys.modules and m not in before)
     assert not loaded, f"{', '.join(loaded)} loaded into the test process"
 
 
@@ -97,9 +97,10 @@ def pytest_terminal_summary(terminalreporter, config):
     timings = config.stash.get(TIMINGS, None)
     if timings:
         terminalreporter.section("worker time (seconds)")
-        terminalreporter.write_line(f"{'worker':<48}{'start-up':>10}{'load':>10}{'requests':>10}")
+        terminalreporter.write_line(f"{'worker':<42}{'starts':>7}{'start-up':>10}{'load':>10}{'requests':>10}")
         for name, t in sorted(timings.items()):
-            terminalreporter.write_line(f"{name[:47]:<48}{t['startup']:>10.1f}{t['load']:>10.1f}{t['requests']:>10.1f}")
+            terminalreporter.write_line(f"{name[:41]:<42}{t['starts']:>7.0f}{t['startup']:>10.1f}{t['load']:>10.1f}"
+                                        f"{t['requests']:>10.1f}")
 
 
 @pytest.fixture

@@ -72,13 +72,16 @@ def _run_main(argv):
     return subprocess.CompletedProcess(["inception-bridge", *argv], code, out.getvalue(), err.getvalue())
 
 
+# Never imported into a test process: they load TensorFlow (Keras through its module tree even
+# on other backends), which crashes the process's next torchvision or timm import.
+KERAS_MODULES = ("keras", "tensorflow", "tf2onnx", "tf_keras")
+
+
 class _KerasRefused(importlib.abc.MetaPathFinder, importlib.abc.Loader):
-    """Found (``extras.installed`` still says yes) but refused on import: tensorflow in this
-    process would crash a later torchvision import."""
-    REFUSED = ("keras", "tensorflow", "tf2onnx", "tf_keras")
+    """Found (``extras.installed`` still says yes) but refused on import (``KERAS_MODULES``)."""
 
     def find_spec(self, name, path=None, target=None):
-        return importlib.util.spec_from_loader(name, self) if name.partition(".")[0] in self.REFUSED else None
+        return importlib.util.spec_from_loader(name, self) if name.partition(".")[0] in KERAS_MODULES else None
 
     def create_module(self, spec):
         return None

@@ -67,6 +67,7 @@ def test_memory_budget_closes_idle_workers_and_restarts_them(tmp_path):
         second = pool.request("torch", "timings")
         assert first["startup"] > 0 and second["startup"] > 0
         total = pool.timings()["torch"]
+        assert total["starts"] == 2
         assert total["startup"] == pytest.approx(first["startup"] + second["startup"], rel=1e-6)
 
 
