@@ -47,22 +47,42 @@ def eval_memory(parameters: int) -> int:
     return EVAL_MEMORY_FACTOR * 4 * parameters
 
 
+# How long a process's shared-page count is trusted before it is read again.
+SHARED_REFRESH_SECONDS = 30.0
+_shared = {}  # (pid, start time) -> (when read, VmRSS - Pss then)
+
+
 def memory_bytes(pid: int) -> int:
-    """A process's share of the machine's memory: its proportional set size (Linux
-    ``/proc/PID/smaps_rollup``: private pages plus an equal share of each page it maps with other
-    processes), else its resident size (``VmRSS``); 0 where neither is there to read. Resident
-    sizes count a page mapped by several processes once in each: the frameworks' shared
-    libraries (libtorch, TensorFlow's, XLA's) are mapped by the test processes and by several
-    workers at once, which made a run's summed resident size a quarter above what it used."""
-    for path, field in ((f"/proc/{pid}/smaps_rollup", "Pss:"), (f"/proc/{pid}/status", "VmRSS:")):
-        try:
-            with open(path) as f:
-                for line in f:
-                    if line.startswith(field):
-                        return int(line.split()[1]) * 1024
-        except (OSError, ValueError, IndexError):
-            pass
-    return 0
+    """A process's share of the machine's memory, 0 if it is not there to read: its resident
+    size (``VmRSS``) less what that counts of pages other processes map too. Resident sizes
+    count such a page in full in each process: the frameworks' libraries (libtorch, TensorFlow's,
+    XLA's), mapped by both test processes and most workers, made a run's summed resident size
+    a quarter above what it used. The proportional set size (``Pss``) counts a shared page's
+    share; reading it walks every mapping (15-25 ms for a framework's process, against well
+    under 1 ms for ``VmRSS``), so the difference is read every ``SHARED_REFRESH_SECONDS`` per
+    process (libraries are mapped at start-up), and growth shows in ``VmRSS`` at once."""
+    rss = _field(f"/proc/{pid}/status", "VmRSS:")
+    if rss is None:
+        return 0
+    key, now = (pid, _start_time(pid)), time.monotonic()
+    read_at, overcount = _shared.get(key, (-math.inf, 0))
+    if now - read_at > SHARED_REFRESH_SECONDS:
+        pss = _field(f"/proc/{pid}/smaps_rollup", "Pss:")  # Linux 4.14+
+        overcount = max(rss - pss, 0) if pss is not None else 0
+        _shared[key] = (now, overcount)
+    return max(rss - overcount, 0)
+
+
+def _field(path, name):
+    """The size in bytes on the line of a ``/proc`` file that starts with ``name``; None if unread."""
+    try:
+        with open(path) as f:
+            for line in f:
+                if line.startswith(name):
+                    return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    return None
 
 
 def tree_memory_bytes(root: int) -> int:
