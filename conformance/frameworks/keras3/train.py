@@ -116,36 +116,15 @@ def step(model, backend, x, y, hp, dtype="float32", place=None):
                                                     "grads").items()},
            **{f"stat:{k}": v for k, v in bn_stats(model).items()}}
     w0 = [ops.convert_to_numpy(v.value) for v in tvars]
+    no_grad = __import__("torch").no_grad if backend == "torch" else contextlib.nullcontext
     for name in hp["optimizers"]:
+        wd = hp["optimizers"][name]["weight_decay"]
         for v, w in zip(tvars, w0):
             v.assign(w)
         opt = optimizer(name, hp, dtype)
         opt.build(tvars)
-        for k, weights in enumerate(_applications(opt, backend, tvars, grads, hp["optimizers"][name]["weight_decay"],
-                                                  hp["steps"]), 1):
-            yield {f"{name}{k}:{c}": a for c, a in canonical(dict(zip(keys, weights)), "params").items()}
-
-
-def _applications(opt, backend, tvars, grads, wd, steps):
-    """The weights after each of ``steps`` applications of ``opt`` (built) to ``grads`` plus the
-    coupled decay ``wd * w``, as numpy arrays. On jax as Keras's own JAX trainer applies an
-    optimizer: ``stateless_apply`` in one jit (applied eagerly, each op of each shape compiles
-    on its own: ~750 XLA compilations, 27 s of a GoogLeNet float64 step)."""
-    from keras import ops
-
-    if backend == "jax":
-        import jax
-
-        def apply(opt_values, values):
-            return opt.stateless_apply(opt_values, [g + wd * v for g, v in zip(grads, values)], values)
-
-        apply, values, opt_values = jax.jit(apply), [v.value for v in tvars], [v.value for v in opt.variables]
-        for _ in range(steps):
-            values, opt_values = apply(opt_values, values)
-            yield [np.asarray(v) for v in values]
-        return
-    no_grad = __import__("torch").no_grad if backend == "torch" else contextlib.nullcontext
-    for _ in range(steps):
-        with no_grad():
-            opt.apply([ops.add(g, ops.multiply(wd, v.value)) for g, v in zip(grads, tvars)], tvars)
-        yield [ops.convert_to_numpy(v.value) for v in tvars]
+        for k in range(1, hp["steps"] + 1):
+            with no_grad():
+                opt.apply([ops.add(g, ops.multiply(wd, v.value)) for g, v in zip(grads, tvars)], tvars)
+            yield {f"{name}{k}:{c}": a for c, a in canonical(
+                {nk: ops.convert_to_numpy(v.value) for nk, v in zip(keys, tvars)}, "params").items()}
