@@ -69,6 +69,9 @@ def memory_bytes(pid: int) -> int:
     if now - read_at > SHARED_REFRESH_SECONDS:
         pss = _field(f"/proc/{pid}/smaps_rollup", "Pss:")  # Linux 4.14+
         overcount = max(rss - pss, 0) if pss is not None else 0
+        if len(_shared) > 256:  # a long run measures thousands of short processes
+            for old in [k for k, (at, _) in list(_shared.items()) if now - at > 10 * SHARED_REFRESH_SECONDS]:
+                _shared.pop(old, None)
         _shared[key] = (now, overcount)
     return max(rss - overcount, 0)
 

@@ -45,6 +45,21 @@ def test_pages_two_processes_share_count_once():
         pair.wait()
 
 
+def test_growth_after_a_read_shows_at_once():
+    """The shared pages are read every 30 s; what a process allocates in between counts at once."""
+    grower = subprocess.Popen([sys.executable, "-c", "import sys; sys.stdin.readline(); b = b'x' * 2**29; "
+                               "print(1, flush=True); sys.stdin.read()"], stdin=subprocess.PIPE, stdout=subprocess.PIPE)
+    try:
+        before = memory_bytes(grower.pid)
+        grower.stdin.write(b"grow\n")
+        grower.stdin.flush()
+        assert grower.stdout.readline().strip() == b"1"
+        assert memory_bytes(grower.pid) >= before + 2**29
+    finally:
+        grower.stdin.close()
+        grower.wait()
+
+
 def test_parameter_count_is_torchvisions_and_an_evaluation_declares_what_was_measured(googlenet_pth, tmp_path):
     """The count (from the neutral header alone) is the state_dict's, BN statistics included;
     the agreement matrix's declared need covers the growth measured on the slow tier's largest
