@@ -147,8 +147,8 @@ class WorkerPool(contextlib.AbstractContextManager):  # ``with``: closed at the 
     ``jobs`` workers serve at once (``map``). ``memory_budget`` (bytes, all workers together, as
     ``conformance.memory.memory_bytes`` counts them): before a request, until the rest and the
     request's declared ``need`` fit (and after it, until the rest fit), idle workers give back
-    what their requests left (``make_room``), then idle workers close, largest first; requests run together only while
-    their needs fit. A closed worker starts again when next asked (its imports again, not its JAX
+    what their requests left (``make_room``), then idle workers close, largest first; requests
+    run together only while their needs fit. A closed worker starts again when next asked (its imports again, not its JAX
     compilations: those are in the persistent cache).
     With ``memory_scope`` (a pid) the pools of that process's run (parallel test processes) share
     the budget: the closing counts its whole process tree, every second too, and the admission of

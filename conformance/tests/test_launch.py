@@ -45,19 +45,30 @@ def test_pages_two_processes_share_count_once():
         pair.wait()
 
 
+@contextlib.contextmanager
+def _grows_on_cue(nbytes):
+    """(pid, grow): a bare interpreter that writes ``nbytes`` (resident) when ``grow()`` is called."""
+    proc = subprocess.Popen([sys.executable, "-c", f"import sys; sys.stdin.readline(); b = b'x' * {nbytes}; "
+                             "print(1, flush=True); sys.stdin.read()"], stdin=subprocess.PIPE, stdout=subprocess.PIPE)
+
+    def grow():
+        proc.stdin.write(b"grow\n")
+        proc.stdin.flush()
+        assert proc.stdout.readline().strip() == b"1"
+
+    try:
+        yield proc.pid, grow
+    finally:
+        proc.stdin.close()
+        proc.wait(10)
+
+
 def test_growth_after_a_read_shows_at_once():
     """The shared pages are read every 30 s; what a process allocates in between counts at once."""
-    grower = subprocess.Popen([sys.executable, "-c", "import sys; sys.stdin.readline(); b = b'x' * 2**29; "
-                               "print(1, flush=True); sys.stdin.read()"], stdin=subprocess.PIPE, stdout=subprocess.PIPE)
-    try:
-        before = memory_bytes(grower.pid)
-        grower.stdin.write(b"grow\n")
-        grower.stdin.flush()
-        assert grower.stdout.readline().strip() == b"1"
-        assert memory_bytes(grower.pid) >= before + 2**29
-    finally:
-        grower.stdin.close()
-        grower.wait()
+    with _grows_on_cue(2**29) as (pid, grow):
+        before = memory_bytes(pid)
+        grow()
+        assert memory_bytes(pid) >= before + 2**29
 
 
 def test_parameter_count_is_torchvisions_and_an_evaluation_declares_what_was_measured(googlenet_pth, tmp_path):
@@ -155,22 +166,15 @@ def test_a_scoped_pool_closes_idle_workers_between_its_requests(tmp_path):
     """Under pytest-xdist the other test process grows while this pool has nothing to ask: its
     idle worker still closes (the tree is checked every second), not only around its requests.
     The scope here is a process that grows on cue, so nothing else of the run moves the count."""
-    grower = subprocess.Popen([sys.executable, "-c", "import sys; sys.stdin.readline(); b = b'x' * 2**30; "
-                               "print(1, flush=True); sys.stdin.read()"], stdin=subprocess.PIPE, stdout=subprocess.PIPE)
-    try:
-        with WorkerPool(tmp_path, jobs=1, memory_budget=GB // 2, memory_scope=grower.pid) as run:
-            run.request("torch", "timings")
-            assert run.running() == ["torch"]  # the scope holds a bare interpreter: well within 0.5 GiB
-            grower.stdin.write(b"grow\n")
-            grower.stdin.flush()
-            assert grower.stdout.readline().strip() == b"1"
-            deadline = time.monotonic() + 10
-            while run.running() and time.monotonic() < deadline:
-                time.sleep(0.1)
-            assert run.running() == [], "the idle worker stayed while the scope grew past the budget"
-    finally:
-        grower.stdin.close()
-        grower.wait(10)
+    with _grows_on_cue(GB) as (pid, grow), \
+            WorkerPool(tmp_path, jobs=1, memory_budget=GB // 2, memory_scope=pid) as run:
+        run.request("torch", "timings")
+        assert run.running() == ["torch"]  # the scope holds a bare interpreter: well within 0.5 GiB
+        grow()
+        deadline = time.monotonic() + 10
+        while run.running() and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert run.running() == [], "the idle worker stayed while the scope grew past the budget"
 
 
 def test_admission_runs_needs_together_only_while_they_fit():
