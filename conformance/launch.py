@@ -12,7 +12,6 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import re
 import subprocess
 import sys
 import tempfile
@@ -25,7 +24,7 @@ from weights_bridge import errors
 
 from . import quiet
 from .memory import admission, memory_bytes, tree_memory_bytes
-from .steps import Step
+from .steps import Step, describe
 
 REPO = Path(__file__).resolve().parent.parent  # holds impls, weights_bridge and conformance
 KERAS_BACKENDS = {"keras-tensorflow": "tensorflow", "keras-jax": "jax", "keras-torch": "torch"}
@@ -64,20 +63,6 @@ def run_module(module: str, *args, process: str = "", env=None, what: str = "") 
     return proc
 
 
-def describe(process, op, args) -> str:
-    """A request in a few words: 'timm outputs inception_v3 eval 299', 'keras-applications
-    (keras-jax) bench inception_v3 299'."""
-    batch_size = re.match(r"input-\d+x(\d+)", Path(args.get("input") or "").stem)  # agreement.tasks' names
-    size = args.get("size") or (batch_size.group(1) if batch_size else "")
-    impl = args.get("impl") or process
-    if process in KERAS_BACKENDS and impl != process:  # a peer that runs on several backends
-        impl = f"{impl} ({process})"
-    words = [impl, op, args.get("arch"), args.get("mode") or args.get("dtype"), size,
-             f"to {args['fmt']}" if args.get("fmt") else "",
-             f"({', '.join(args['configs'])})" if args.get("configs") else ""]
-    return " ".join(str(w) for w in words if w)
-
-
 class Worker:
     """One long-lived ``python -m conformance.workers PROCESS`` and its request/reply pipe."""
 
@@ -92,6 +77,17 @@ class Worker:
         self.seconds = 0.0  # time spent serving requests
         self.retired = False  # closed by its pool's memory budget
         self.released = True  # holds nothing a request left (models, compiled functions)
+        self.startup, self.baseline = 0.0, None  # its imports' seconds and its size after them (``probe``)
+
+    def probe(self):
+        """Waits for its imports, then notes their seconds and its size (lock held): what closing it
+        costs (``WorkerPool.make_room``) and what its requests' needs count from (``grown``)."""
+        self.startup = self.request_unlocked("timings")["startup"]
+        self.baseline = memory_bytes(self.proc.pid)
+
+    def grown(self) -> int:
+        """Bytes it holds beyond its size after start-up: what its requests left (a loaded model)."""
+        return 0 if self.baseline is None else max(0, memory_bytes(self.proc.pid) - self.baseline)
 
     def request(self, op: str, **args):
         """Sends one request and waits for its reply; returns the reply's result."""
@@ -143,18 +139,16 @@ def _add_timings(into: dict, name: str, t: dict):
 
 
 class WorkerPool(contextlib.AbstractContextManager):  # ``with``: closed at the end
-    """Workers by (process, environment), started on first use and kept until ``close``.
-    ``jobs`` workers serve at once (``map``). ``memory_budget`` (bytes, all workers together, as
-    ``conformance.memory.memory_bytes`` counts them): before a request, until the rest and the
-    request's declared ``need`` fit (and after it, until the rest fit), idle workers give back
-    what their requests left (``make_room``), then idle workers close, largest first; requests
-    run together only while their needs fit. A closed worker starts again when next asked (its imports again, not its JAX
-    compilations: those are in the persistent cache).
-    With ``memory_scope`` (a pid) the pools of that process's run (parallel test processes) share
-    the budget: the closing counts its whole process tree, every second too, and the admission of
-    needs is one for all (``memory.SharedAdmission``). ``progress`` hears each
-    request's ``Step``s. Side-by-side workers (``jobs`` > 1) wait passively (``OMP_WAIT_POLICY``,
-    unless set): spinning OpenMP threads take the cores the others need; one alone keeps the spin."""
+    """Workers by (process, environment), started on first use and kept until ``close``;
+    ``jobs`` serve at once (``map``). ``memory_budget`` (bytes, all workers together, as
+    ``memory.memory_bytes`` counts them): requests run together only while their declared
+    ``need``s fit, and before and after each one idle workers make room (``make_room``). A closed
+    worker starts again when next asked (its imports, not its JAX compilations: those are in the
+    persistent cache). With ``memory_scope`` (a pid) the pools of that process's run (parallel
+    test processes) share the budget: it counts the whole process tree, every second too, and
+    admits needs once for all (``memory.SharedAdmission``). ``progress`` hears each request's
+    ``Step``s. Side-by-side workers (``jobs`` > 1) wait passively (``OMP_WAIT_POLICY``, unless
+    set): spinning OpenMP threads take the cores the others need; one alone keeps the spin."""
 
     def __init__(self, log_dir=None, jobs: int = 2, memory_budget: int = None, progress=None, memory_scope=None):
         self.log_dir = Path(log_dir or tempfile.mkdtemp(prefix="inception-bridge-workers-"))
@@ -194,8 +188,10 @@ class WorkerPool(contextlib.AbstractContextManager):  # ``with``: closed at the 
                     w = self.worker(process, env)
                     with w.lock:
                         if not w.retired:  # else the budget closed it before this request got it
-                            if self.memory_budget and need:
-                                self.make_room(need)  # w's lock is held: it stays
+                            if self.memory_budget and w.baseline is None:
+                                w.probe()
+                            if self.memory_budget and need:  # what it holds already counts toward it
+                                self.make_room(max(0, need - w.grown()))  # w's lock is held: it stays
                             try:
                                 result = w.request_unlocked(op, **args)
                             finally:  # one that ran alone is the size of its request: gone before others start
@@ -218,14 +214,14 @@ class WorkerPool(contextlib.AbstractContextManager):  # ``with``: closed at the 
     def make_room(self, need: int = 0):
         """Until the running workers and ``need`` fit the budget: idle workers give back what
         their requests left (models, compiled functions; a ``release`` takes well under a second),
-        largest first, then idle workers are closed, largest first (a start-up, seconds, when
-        next asked). A caller about to start a large process of its own passes that process's size."""
+        largest first, then idle workers are closed, those whose start-up costs least per byte
+        first (torch's ~2 s or Flax's ~1 s before Keras-on-TensorFlow's ~6 s, all sizes equal).
+        A caller about to start a large process of its own passes that process's size."""
         with self._lock:
-            total = need + (tree_memory_bytes(self.memory_scope) if self.memory_scope else
-                            sum(memory_bytes(w.proc.pid) for w in self._workers.values()))
+            total = need + self.held()
             for close in (False, True):
                 alive = [(w, memory_bytes(w.proc.pid)) for w in self._workers.values() if w.proc.poll() is None]
-                for w, r in sorted(alive, key=lambda wr: -wr[1]):
+                for w, r in sorted(alive, key=lambda wr: wr[0].startup / max(wr[1], 1) if close else -wr[1]):
                     if total <= self.memory_budget:
                         return
                     if (close or not w.released) and w.lock.acquire(blocking=False):  # idle: nobody waits on it
@@ -238,6 +234,12 @@ class WorkerPool(contextlib.AbstractContextManager):  # ``with``: closed at the 
                         finally:
                             w.lock.release()
                         total -= r - (0 if close else memory_bytes(w.proc.pid))
+
+    def held(self) -> int:
+        """Bytes the budget counts: the scope's whole process tree, else the pool's workers."""
+        if self.memory_scope:
+            return tree_memory_bytes(self.memory_scope)
+        return sum(memory_bytes(w.proc.pid) for w in list(self._workers.values()))
 
     def _retire(self, w):
         """Closes ``w`` (pool lock and ``w.lock`` held), keeping its timings for ``timings``."""

@@ -17,7 +17,7 @@ from conformance.frameworks.base import return_freed_memory  # noqa: E402
 from conformance.launch import WorkerPool  # noqa: E402
 from conformance.memory import shared_admission_files  # noqa: E402
 
-from .helpers import KERAS_MODULES, OWN_PROCESS, own_process, seeded  # noqa: E402
+from .helpers import KERAS_MODULES, OWN_PROCESS, grows_on_cue, own_process, seeded  # noqa: E402
 
 
 TIMINGS = pytest.StashKey[dict]()
@@ -108,6 +108,14 @@ def room(pool):
     """Room for one large process of the test's own (``helpers.own_process``) while it runs."""
     with own_process(pool, OWN_PROCESS):
         yield
+
+
+@pytest.fixture
+def ballast():
+    """The pid of a bare interpreter holding 1 GiB it has written (resident), beside any pool."""
+    with grows_on_cue(2**30) as (pid, grow):
+        grow()
+        yield pid
 
 
 @pytest.fixture(scope="session")

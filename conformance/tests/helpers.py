@@ -123,3 +123,21 @@ def seeded(path, arch, seed=0, **kw):
 
     save_seeded(arch, path, seed, overwrite=True, **kw)
     return path
+
+
+@contextlib.contextmanager
+def grows_on_cue(nbytes):
+    """(pid, grow): a bare interpreter that writes ``nbytes`` (resident) when ``grow()`` is called."""
+    proc = subprocess.Popen([sys.executable, "-c", f"import sys; sys.stdin.readline(); b = b'x' * {nbytes}; "
+                             "print(1, flush=True); sys.stdin.read()"], stdin=subprocess.PIPE, stdout=subprocess.PIPE)
+
+    def grow():
+        proc.stdin.write(b"grow\n")
+        proc.stdin.flush()
+        assert proc.stdout.readline().strip() == b"1"
+
+    try:
+        yield proc.pid, grow
+    finally:
+        proc.stdin.close()
+        proc.wait(10)

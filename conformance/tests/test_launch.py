@@ -1,89 +1,17 @@
-"""The worker pool: a memory budget closes idle workers and starts them again when asked, with
-their time still counted, and admits large requests one at a time; a worker's failure comes back
-as an error naming it."""
-import contextlib
-import json
+"""The worker pool: a memory budget makes room by what closing a worker costs, counts what a
+worker holds toward its next request's need, closes idle workers and starts them again when
+asked, with their time still counted; a worker's failure comes back as an error naming it."""
 import os
-import subprocess
-import sys
-import threading
 import time
-from types import SimpleNamespace
 
 import pytest
 
 from conformance.launch import WorkerError, WorkerPool
-from conformance.memory import (ALONE, Admission, SharedAdmission, admission, eval_memory, parameter_count,
-                                memory_bytes, shared_admission_files, tree_memory_bytes)
+from conformance.memory import ALONE, memory_bytes, tree_memory_bytes
+
+from .helpers import grows_on_cue
 
 GB = 2**30
-
-
-def test_memory_bytes_of_a_live_and_a_missing_process():
-    assert memory_bytes(os.getpid()) > 10 * 2**20  # this interpreter, numpy and pytest loaded
-    assert memory_bytes(2**22 + 7) == 0  # above Linux's pid limit: nothing there
-
-
-def _vm_rss(pid):  # what the pool read before: the resident size, shared pages in full
-    with open(f"/proc/{pid}/status") as f:
-        return next(int(line.split()[1]) * 1024 for line in f if line.startswith("VmRSS:"))
-
-
-def test_pages_two_processes_share_count_once():
-    """A forked child shares its parent's 512 MiB copy-on-write, as the workers and test
-    processes share the frameworks' libraries: each resident size holds all of it, the two
-    processes' memory holds it once."""
-    pair = subprocess.Popen([sys.executable, "-c", "import os, sys; b = b'x' * 2**29; child = os.fork(); "
-                             "child and print(child, flush=True); sys.stdin.read()"],
-                            stdin=subprocess.PIPE, stdout=subprocess.PIPE)
-    try:
-        pids = [pair.pid, int(pair.stdout.readline())]
-        assert sum(map(_vm_rss, pids)) > 2 * 2**29
-        assert 2**29 < sum(map(memory_bytes, pids)) < 1.25 * 2**29
-    finally:
-        pair.stdin.close()
-        pair.wait()
-
-
-@contextlib.contextmanager
-def _grows_on_cue(nbytes):
-    """(pid, grow): a bare interpreter that writes ``nbytes`` (resident) when ``grow()`` is called."""
-    proc = subprocess.Popen([sys.executable, "-c", f"import sys; sys.stdin.readline(); b = b'x' * {nbytes}; "
-                             "print(1, flush=True); sys.stdin.read()"], stdin=subprocess.PIPE, stdout=subprocess.PIPE)
-
-    def grow():
-        proc.stdin.write(b"grow\n")
-        proc.stdin.flush()
-        assert proc.stdout.readline().strip() == b"1"
-
-    try:
-        yield proc.pid, grow
-    finally:
-        proc.stdin.close()
-        proc.wait(10)
-
-
-def test_growth_after_a_read_shows_at_once():
-    """The shared pages are read every 30 s; what a process allocates in between counts at once."""
-    with _grows_on_cue(2**29) as (pid, grow):
-        before = memory_bytes(pid)
-        grow()
-        assert memory_bytes(pid) >= before + 2**29
-
-
-def test_parameter_count_is_torchvisions_and_an_evaluation_declares_what_was_measured(googlenet_pth, tmp_path):
-    """The count (from the neutral header alone) is the state_dict's, BN statistics included;
-    the agreement matrix's declared need covers the growth measured on the slow tier's largest
-    evaluation (keras-torch, Inception-ResNet-v2 at 299: +2.1 GiB; 55.8M parameters, timm's count)."""
-    import torch
-
-    import weights_bridge as wb
-
-    wb.convert(googlenet_pth, tmp_path / "g.neutral", "googlenet")
-    state = torch.load(googlenet_pth, weights_only=True)
-    assert parameter_count(tmp_path / "g.neutral") == sum(
-        v.numel() for k, v in state.items() if not k.endswith("num_batches_tracked"))
-    assert eval_memory(55_843_464) >= 2.1 * 2**30
 
 
 def test_memory_budget_closes_idle_workers_and_restarts_them(tmp_path):
@@ -97,28 +25,9 @@ def test_memory_budget_closes_idle_workers_and_restarts_them(tmp_path):
         assert total["startup"] == pytest.approx(first["startup"] + second["startup"], rel=1e-6)
 
 
-@contextlib.contextmanager
-def _gigabyte_process():
-    """A child process holding 1 GiB it has written (resident), beside any pool."""
-    child = subprocess.Popen([sys.executable, "-c", "import sys; b = b'x' * 2**30; print(1, flush=True); sys.stdin.read()"],
-                             stdin=subprocess.PIPE, stdout=subprocess.PIPE)
-    try:
-        assert child.stdout.readline().strip() == b"1"
-        yield child
-    finally:
-        child.stdin.close()
-        child.wait(10)
-
-
 @pytest.fixture
-def ballast():
-    with _gigabyte_process() as child:
-        yield child
-
-
-def test_over_budget_an_idle_worker_gives_back_its_model_before_any_is_closed(tmp_path, googlenet_pth):
-    """A ``release`` (models and compiled functions dropped, imports kept) costs far less than
-    a start-up: the pool asks it of an idle worker first and closes one only if that is not enough."""
+def flax_googlenet_eval(tmp_path, googlenet_pth):
+    """The arguments of a Flax GoogLeNet evaluation at 96 px (less ``out``): it loads a model."""
     import numpy as np
 
     from weights_bridge import convert
@@ -128,10 +37,17 @@ def test_over_budget_an_idle_worker_gives_back_its_model_before_any_is_closed(tm
     require("flax")
     convert(googlenet_pth, tmp_path / "g.neutral", "googlenet")
     np.save(tmp_path / "x.npy", np.random.default_rng(0).standard_normal((1, 3, 96, 96), dtype=np.float32))
-    ask = dict(impl="flax", arch="googlenet", weights={"neutral": str(tmp_path / "g.neutral")}, config={},
-               mode="eval", input=str(tmp_path / "x.npy"))
+    return dict(impl="flax", arch="googlenet", weights={"neutral": str(tmp_path / "g.neutral")}, config={},
+                mode="eval", input=str(tmp_path / "x.npy"))
+
+
+def test_over_budget_an_idle_worker_gives_back_its_model_before_any_is_closed(tmp_path, flax_googlenet_eval):
+    """A ``release`` (models and compiled functions dropped, imports kept) costs far less than
+    a start-up: the pool asks it of an idle worker first and closes one only if that is not enough."""
+    import numpy as np
+
     with WorkerPool(tmp_path / "logs", jobs=1, memory_budget=64 * GB) as pool:
-        pool.request("flax", "outputs", out=str(tmp_path / "1.npz"), **ask)
+        pool.request("flax", "outputs", out=str(tmp_path / "1.npz"), **flax_googlenet_eval)
         worker = pool.worker("flax")
         held = memory_bytes(worker.proc.pid)
         pool.make_room(64 * GB - held + 1)  # one byte over
@@ -139,15 +55,41 @@ def test_over_budget_an_idle_worker_gives_back_its_model_before_any_is_closed(tm
         assert worker.released and memory_bytes(worker.proc.pid) < held - 32 * 2**20
         pool.make_room(64 * GB)  # released already: now it closes
         assert pool.running() == []
-        pool.request("flax", "outputs", out=str(tmp_path / "2.npz"), **ask)
+        pool.request("flax", "outputs", out=str(tmp_path / "2.npz"), **flax_googlenet_eval)
     with np.load(tmp_path / "1.npz") as a, np.load(tmp_path / "2.npz") as b:
         assert a.files == b.files and all(np.array_equal(a[k], b[k]) for k in a.files)
 
 
-def test_a_process_tree_holds_its_childrens_memory(ballast):
-    assert tree_memory_bytes(os.getpid()) >= memory_bytes(os.getpid()) + GB
-    assert tree_memory_bytes(ballast.pid) >= GB
-    assert tree_memory_bytes(2**22 + 7) == 0
+def test_what_a_worker_holds_counts_toward_its_next_need(tmp_path, flax_googlenet_eval):
+    """A need is what a worker may grow by (memory.eval_memory: a matrix's growth on one
+    worker); one that holds its model already (the matrix's next size) has grown by part of it,
+    and the pool makes room for the rest alone: the idle worker beside it stays."""
+    with WorkerPool(tmp_path / "logs", jobs=1, memory_budget=64 * GB) as pool:
+        pool.request("flax", "outputs", out=str(tmp_path / "1.npz"), **flax_googlenet_eval)
+        pool.request("torch", "timings")  # idle beside it
+        flax = pool.worker("flax")
+        grown = flax.grown()
+        assert flax.startup > 0 and grown > 32 * 2**20, (flax.startup, grown)
+        # the budget, once the sizes are known: the two workers and half of what flax grew by
+        pool.memory_budget = pool.held() + grown // 2
+        pool.request("flax", "outputs", out=str(tmp_path / "2.npz"), need=grown, **flax_googlenet_eval)
+        assert pool.running() == ["flax", "torch"], "room was made for what the worker held already"
+        pool.request("flax", "outputs", out=str(tmp_path / "3.npz"), need=2 * grown, **flax_googlenet_eval)
+        assert pool.running() == ["flax"], "a need past what it holds and the budget's slack left the idle worker"
+
+
+def test_over_budget_the_idle_worker_cheapest_to_restart_closes_first(tmp_path):
+    """Closing a worker costs its start-up when it is next asked for (Keras on TensorFlow ~6 s,
+    torch ~2 s, Flax ~1 s): of two idle workers of about one size the cheaper to restart goes."""
+    slow, fast = {"WHICH": "slow"}, {"WHICH": "fast"}
+    with WorkerPool(tmp_path, jobs=1, memory_budget=64 * GB) as pool:
+        for costly in (slow, fast):  # each in turn: the start-up decides, not the name or the order
+            for env in (slow, fast):
+                pool.request("torch", "timings", env=env)  # started again if it was closed
+                assert pool.worker("torch", env).startup > 0  # measured as it started
+                pool.worker("torch", env).startup = 100.0 if env is costly else 1.0
+            pool.make_room(64 * GB - pool.held() + 64 * 2**20)  # 64 MiB over: one of them closes
+            assert pool.running() == [f"torch WHICH={costly['WHICH']}"], "the worker cheaper to restart stayed"
 
 
 def test_a_budget_over_the_process_tree_counts_processes_beside_the_pool(tmp_path, ballast):
@@ -156,7 +98,7 @@ def test_a_budget_over_the_process_tree_counts_processes_beside_the_pool(tmp_pat
     with WorkerPool(tmp_path, jobs=1, memory_budget=GB) as own:
         own.request("torch", "timings")
         assert memory_bytes(own.worker("torch").proc.pid) < GB / 2 and own.running() == ["torch"]  # it fits
-    beside = tree_memory_bytes(os.getpid()) - tree_memory_bytes(ballast.pid)  # this process, no ballast
+    beside = tree_memory_bytes(os.getpid()) - tree_memory_bytes(ballast)  # this process, no ballast
     with WorkerPool(tmp_path, jobs=1, memory_budget=beside + GB, memory_scope=os.getpid()) as run:
         run.request("torch", "timings")
         assert run.running() == [], "the idle worker stayed although the ballast puts the tree over the budget"
@@ -166,7 +108,7 @@ def test_a_scoped_pool_closes_idle_workers_between_its_requests(tmp_path):
     """Under pytest-xdist the other test process grows while this pool has nothing to ask: its
     idle worker still closes (the tree is checked every second), not only around its requests.
     The scope here is a process that grows on cue, so nothing else of the run moves the count."""
-    with _grows_on_cue(GB) as (pid, grow), \
+    with grows_on_cue(GB) as (pid, grow), \
             WorkerPool(tmp_path, jobs=1, memory_budget=GB // 2, memory_scope=pid) as run:
         run.request("torch", "timings")
         assert run.running() == ["torch"]  # the scope holds a bare interpreter: well within 0.5 GiB
@@ -175,76 +117,6 @@ def test_a_scoped_pool_closes_idle_workers_between_its_requests(tmp_path):
         while run.running() and time.monotonic() < deadline:
             time.sleep(0.1)
         assert run.running() == [], "the idle worker stayed while the scope grew past the budget"
-
-
-def test_admission_runs_needs_together_only_while_they_fit():
-    gate = Admission(budget=4 * GB)
-    inside, release = threading.Event(), threading.Event()
-    order = []
-
-    def hold(need, name):
-        with gate.admit(need):
-            order.append(name)
-            inside.set()
-            release.wait(10)
-
-    first = threading.Thread(target=hold, args=(3 * GB, "3 GB"))
-    first.start()
-    assert inside.wait(10)
-    assert gate.fits(1 * GB) and not gate.fits(2 * GB) and not gate.fits(5 * GB) and not gate.fits(ALONE)
-    late = threading.Thread(target=hold, args=(2 * GB, "2 GB"))
-    late.start()
-    late.join(0.3)
-    assert late.is_alive() and order == ["3 GB"], "2 GB beside 3 GB would pass the 4 GB budget"
-    release.set()
-    first.join(10), late.join(10)
-    assert order == ["3 GB", "2 GB"]
-    assert gate.fits(5 * GB) and gate.fits(ALONE), "alone, a request runs whatever it needs"
-    assert Admission(budget=None).fits(10**15)
-
-
-def test_a_shared_admission_holds_across_pools_in_asking_order(tmp_path):
-    """Two test processes' pools (two admissions on one file here): needs run together only while
-    they fit the one budget; a large request waiting is not overtaken by a small one asked later;
-    a process that ended holds nothing."""
-    path = tmp_path / "admission.json"
-    mine, theirs = SharedAdmission(4 * GB, path, poll=0.01), SharedAdmission(4 * GB, path, poll=0.01)
-    order, release = [], threading.Event()
-
-    def hold(gate, need, name):
-        with gate.admit(need):
-            order.append(name)
-            release.wait(10)
-
-    threads = [threading.Thread(target=hold, args=args) for args in
-               ((mine, 3 * GB, "3 GB"), (theirs, ALONE, "alone"), (theirs, 0, "small"))]
-    for asked, t in enumerate(threads, 1):
-        t.start()
-        deadline = time.monotonic() + 10
-        while len(json.loads(path.read_text() if path.exists() else "{}")) < asked and time.monotonic() < deadline:
-            time.sleep(0.01)  # asked in this order: each has its entry before the next one asks
-    assert order == ["3 GB"], "the large request must wait for the 3 GB, and the small one behind it"
-    assert not mine.fits(0) and not theirs.fits(1 * GB)
-    release.set()
-    for t in threads:
-        t.join(10)
-    assert order == ["3 GB", "alone", "small"] and mine.fits(ALONE)
-    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
-    path.write_text(json.dumps({"gone": {"pid": int(dead.stdout), "started": 1, "need": ALONE, "ticket": 1,
-                                         "running": True}}))
-    assert mine.fits(4 * GB), "an entry of a process that ended still counted"
-
-
-def test_the_run_that_shared_an_admission_removes_its_files(pytestconfig):
-    """A pool with ``memory_scope`` keeps its admission in the two files named for that scope;
-    the pytest-xdist controller (``conftest.pytest_unconfigure``) removes them at the end."""
-    from . import conftest
-
-    files = shared_admission_files(os.getpid())
-    with admission(4 * GB, os.getpid()).admit(GB):
-        assert all(f.exists() for f in files)
-    conftest.pytest_unconfigure(SimpleNamespace(workerinput=None))
-    assert not any(f.exists() for f in files), "the run left its admission files behind"
 
 
 def test_a_large_request_closes_idle_workers_before_it_starts(tmp_path):
@@ -293,7 +165,7 @@ def test_unknown_request_names_the_worker(tmp_path):
 
 
 def test_describe_names_the_input_size():
-    from conformance.launch import describe
+    from conformance.steps import describe
 
     for name, size in (("input-4x299.npy", 299), ("input-2x274-pixels.npy", 274)):  # the FID Inception's pixels
         assert describe("torch", "outputs", {"arch": "inception_v3", "mode": "eval", "input": f"/w/{name}"}) == \

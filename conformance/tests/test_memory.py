@@ -1,0 +1,142 @@
+"""How the pool's budget reads memory (``conformance.memory``): a process's share of the
+machine's memory, its process tree, the parameter count a need is sized from, and the admission
+that runs declared needs together only while they fit."""
+import json
+import os
+import subprocess
+import sys
+import threading
+import time
+from types import SimpleNamespace
+
+from conformance.memory import (ALONE, Admission, SharedAdmission, admission, eval_memory, memory_bytes,
+                                parameter_count, shared_admission_files, tree_memory_bytes)
+
+from .helpers import grows_on_cue
+
+GB = 2**30
+
+
+def test_memory_bytes_of_a_live_and_a_missing_process():
+    assert memory_bytes(os.getpid()) > 10 * 2**20  # this interpreter, numpy and pytest loaded
+    assert memory_bytes(2**22 + 7) == 0  # above Linux's pid limit: nothing there
+
+
+def _vm_rss(pid):  # what the pool read before: the resident size, shared pages in full
+    with open(f"/proc/{pid}/status") as f:
+        return next(int(line.split()[1]) * 1024 for line in f if line.startswith("VmRSS:"))
+
+
+def test_pages_two_processes_share_count_once():
+    """A forked child shares its parent's 512 MiB copy-on-write, as the workers and test
+    processes share the frameworks' libraries: each resident size holds all of it, the two
+    processes' memory holds it once."""
+    pair = subprocess.Popen([sys.executable, "-c", "import os, sys; b = b'x' * 2**29; child = os.fork(); "
+                             "child and print(child, flush=True); sys.stdin.read()"],
+                            stdin=subprocess.PIPE, stdout=subprocess.PIPE)
+    try:
+        pids = [pair.pid, int(pair.stdout.readline())]
+        assert sum(map(_vm_rss, pids)) > 2 * 2**29
+        assert 2**29 < sum(map(memory_bytes, pids)) < 1.25 * 2**29
+    finally:
+        pair.stdin.close()
+        pair.wait()
+
+
+def test_growth_after_a_read_shows_at_once():
+    """The shared pages are read every 30 s; what a process allocates in between counts at once."""
+    with grows_on_cue(2**29) as (pid, grow):
+        before = memory_bytes(pid)
+        grow()
+        assert memory_bytes(pid) >= before + 2**29
+
+
+def test_parameter_count_is_torchvisions_and_an_evaluation_declares_what_was_measured(googlenet_pth, tmp_path):
+    """The count (from the neutral header alone) is the state_dict's, BN statistics included;
+    the agreement matrix's declared need covers the growth measured on the slow tier's largest
+    evaluation (keras-torch, Inception-ResNet-v2 at 299: +2.1 GiB; 55.8M parameters, timm's count)."""
+    import torch
+
+    import weights_bridge as wb
+
+    wb.convert(googlenet_pth, tmp_path / "g.neutral", "googlenet")
+    state = torch.load(googlenet_pth, weights_only=True)
+    assert parameter_count(tmp_path / "g.neutral") == sum(
+        v.numel() for k, v in state.items() if not k.endswith("num_batches_tracked"))
+    assert eval_memory(55_843_464) >= 2.1 * 2**30
+
+
+def test_a_process_tree_holds_its_childrens_memory(ballast):
+    assert tree_memory_bytes(os.getpid()) >= memory_bytes(os.getpid()) + GB
+    assert tree_memory_bytes(ballast) >= GB
+    assert tree_memory_bytes(2**22 + 7) == 0
+
+
+def test_admission_runs_needs_together_only_while_they_fit():
+    gate = Admission(budget=4 * GB)
+    inside, release = threading.Event(), threading.Event()
+    order = []
+
+    def hold(need, name):
+        with gate.admit(need):
+            order.append(name)
+            inside.set()
+            release.wait(10)
+
+    first = threading.Thread(target=hold, args=(3 * GB, "3 GB"))
+    first.start()
+    assert inside.wait(10)
+    assert gate.fits(1 * GB) and not gate.fits(2 * GB) and not gate.fits(5 * GB) and not gate.fits(ALONE)
+    late = threading.Thread(target=hold, args=(2 * GB, "2 GB"))
+    late.start()
+    late.join(0.3)
+    assert late.is_alive() and order == ["3 GB"], "2 GB beside 3 GB would pass the 4 GB budget"
+    release.set()
+    first.join(10), late.join(10)
+    assert order == ["3 GB", "2 GB"]
+    assert gate.fits(5 * GB) and gate.fits(ALONE), "alone, a request runs whatever it needs"
+    assert Admission(budget=None).fits(10**15)
+
+
+def test_a_shared_admission_holds_across_pools_in_asking_order(tmp_path):
+    """Two test processes' pools (two admissions on one file here): needs run together only while
+    they fit the one budget; a large request waiting is not overtaken by a small one asked later;
+    a process that ended holds nothing."""
+    path = tmp_path / "admission.json"
+    mine, theirs = SharedAdmission(4 * GB, path, poll=0.01), SharedAdmission(4 * GB, path, poll=0.01)
+    order, release = [], threading.Event()
+
+    def hold(gate, need, name):
+        with gate.admit(need):
+            order.append(name)
+            release.wait(10)
+
+    threads = [threading.Thread(target=hold, args=args) for args in
+               ((mine, 3 * GB, "3 GB"), (theirs, ALONE, "alone"), (theirs, 0, "small"))]
+    for asked, t in enumerate(threads, 1):
+        t.start()
+        deadline = time.monotonic() + 10
+        while len(json.loads(path.read_text() if path.exists() else "{}")) < asked and time.monotonic() < deadline:
+            time.sleep(0.01)  # asked in this order: each has its entry before the next one asks
+    assert order == ["3 GB"], "the large request must wait for the 3 GB, and the small one behind it"
+    assert not mine.fits(0) and not theirs.fits(1 * GB)
+    release.set()
+    for t in threads:
+        t.join(10)
+    assert order == ["3 GB", "alone", "small"] and mine.fits(ALONE)
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    path.write_text(json.dumps({"gone": {"pid": int(dead.stdout), "started": 1, "need": ALONE, "ticket": 1,
+                                         "running": True}}))
+    assert mine.fits(4 * GB), "an entry of a process that ended still counted"
+
+
+def test_the_run_that_shared_an_admission_removes_its_files(pytestconfig):
+    """A pool with ``memory_scope`` keeps its admission in the two files named for that scope;
+    the pytest-xdist controller (``conftest.pytest_unconfigure``) removes them at the end."""
+    from . import conftest
+
+    files = shared_admission_files(os.getpid())
+    with admission(4 * GB, os.getpid()).admit(GB):
+        assert all(f.exists() for f in files)
+    conftest.pytest_unconfigure(SimpleNamespace(workerinput=None))
+    assert not any(f.exists() for f in files), "the run left its admission files behind"
