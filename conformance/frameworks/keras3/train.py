@@ -115,7 +115,7 @@ def step(model, backend, x, y, hp, dtype="float32", place=None):
            **{f"grad:{k}": v for k, v in canonical({k: ops.convert_to_numpy(g) for k, g in zip(keys, grads)},
                                                     "grads").items()},
            **{f"stat:{k}": v for k, v in bn_stats(model).items()}}
-    w0 = [ops.convert_to_numpy(v.value) for v in tvars]
+    w0 = [ops.convert_to_numpy(v.value) for v in tvars] if hp["optimizers"] else []  # what each starts from
     no_grad = __import__("torch").no_grad if backend == "torch" else contextlib.nullcontext
     for name in hp["optimizers"]:
         wd = hp["optimizers"][name]["weight_decay"]

@@ -63,7 +63,7 @@ def procedure(model, x, y, hp, counts=None):
 
     model.train()
     params = dict(model.named_parameters())
-    w0 = {k: p.detach().clone() for k, p in params.items()}
+    w0 = {k: p.detach().clone() for k, p in params.items()} if hp["optimizers"] else {}  # what each starts from
     hooks = []
     if counts is not None:
         hooks = [m.register_forward_hook(lambda mod, inp, out, name=name: counts.__setitem__(
