@@ -98,18 +98,13 @@ def read_neutral(path):
 
 class ModelCache:
     """One loaded model per key. A train-mode request consumes its model (its BN statistics
-    change), so the next request loads afresh; a request for another architecture drops the
-    rest, so a long-lived worker holds one architecture's models at a time. ``load_seconds``
-    adds up the time spent loading."""
+    change), so the next request loads afresh. ``load_seconds`` adds up the time spent loading."""
 
     def __init__(self):
-        self._models, self._arch = {}, None
+        self._models = {}
         self.load_seconds = 0.0
 
-    def get(self, key, arch, load, consume=False):
-        if arch != self._arch:
-            self.clear()
-            self._arch = arch
+    def get(self, key, load, consume=False):
         if key not in self._models:
             t0 = time.perf_counter()
             self._models[key] = load()
@@ -118,7 +113,6 @@ class ModelCache:
 
     def clear(self):
         self._models.clear()
-        self._arch = None
         gc.collect()
 
 
@@ -141,6 +135,7 @@ class Adapter:
     def __init__(self, process: str, started: float):
         self.process = process
         self.models = ModelCache()
+        self.arch = None  # the architecture of the requests served last
         self.info = self.precision()
         self.busy = 0.0
         self.startup = time.time() - started  # interpreter start to ready: mostly the framework's imports
@@ -152,6 +147,10 @@ class Adapter:
         if op not in self.OPS or not hasattr(self, op):
             raise ValueError(f"{self.process} worker has no request {op!r}")
         t0 = time.perf_counter()
+        if args.get("arch", self.arch) != self.arch:  # another architecture's models and compiled
+            if self.arch is not None:  # functions (other shapes) serve none of its requests
+                self.release()
+            self.arch = args["arch"]
         result = getattr(self, op)(**args)
         if op != "timings":
             return_freed_memory()

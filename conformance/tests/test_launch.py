@@ -170,3 +170,28 @@ def test_describe_names_the_input_size():
     for name, size in (("input-4x299.npy", 299), ("input-2x274-pixels.npy", 274)):  # the FID Inception's pixels
         assert describe("torch", "outputs", {"arch": "inception_v3", "mode": "eval", "input": f"/w/{name}"}) == \
             f"torch outputs inception_v3 eval {size}"
+
+
+def test_a_worker_serves_one_architecture_at_a_time():
+    """Another architecture's models and compiled functions (other shapes) serve no request of
+    this one: a worker drops them when the architecture changes, and only then."""
+    from conformance.frameworks.base import Adapter
+
+    class Counting(Adapter):
+        cleared = 0
+
+        def precision(self):
+            return {}
+
+        def outputs(self, arch):
+            self.models.get(arch, object)
+
+        def clear_framework_caches(self):
+            self.cleared += 1
+
+    worker = Counting("counting", time.time())
+    for arch, cleared in (("googlenet", 0), ("googlenet", 0), ("inception_v3", 1), ("inception_v3", 1)):
+        worker.handle("outputs", {"arch": arch})
+        assert worker.cleared == cleared and worker.models.get(arch, lambda: None) is not None
+    worker.handle("release", {})
+    assert worker.cleared == 2 and worker.models.get("inception_v3", lambda: None) is None

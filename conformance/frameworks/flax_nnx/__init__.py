@@ -26,7 +26,7 @@ class FlaxAdapter(Adapter):
 
     def outputs(self, impl, arch, weights, config, mode, input, out, layers=False):
         x, train = np.load(input), mode == "train"
-        model = self.models.get(weights["neutral"], arch, lambda: M.load(weights["neutral"]), consume=train)
+        model = self.models.get(weights["neutral"], lambda: M.load(weights["neutral"]), consume=train)
         res = M.run(model, x, train)
         if layers:
             res.update({f"layer:{k}": v for k, v in M.blocks(model, x, train).items()})

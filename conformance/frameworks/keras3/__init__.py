@@ -40,7 +40,7 @@ class KerasAdapter(Adapter):
     def outputs(self, impl, arch, weights, config, mode, input, out, layers=False):
         x, train = np.load(input), mode == "train"
         if impl == "keras-applications":  # a functional model: its input size is fixed when built
-            model = self.models.get((impl, weights["neutral"], x.shape[-1]), arch,
+            model = self.models.get((impl, weights["neutral"], x.shape[-1]),
                                     lambda: A.load(weights["peer"], arch, x.shape[-1]), consume=train)
             res = A.run(model, arch, x, train)
             if layers:  # after the statistics: a train-mode capture updates them again
@@ -48,7 +48,7 @@ class KerasAdapter(Adapter):
         else:
             # Built at the architecture's own size (every aux head fits there), called at any size:
             # the explicit pads follow the input's shape.
-            model = self.models.get((impl, weights["neutral"]), arch, lambda: M.load(weights["neutral"], None),
+            model = self.models.get((impl, weights["neutral"]), lambda: M.load(weights["neutral"], None),
                                     consume=train)
             res = M.run(model, self.backend, x, train)
             if layers:
@@ -69,6 +69,7 @@ class KerasAdapter(Adapter):
 
     def data_parallel(self, job):
         """keras.distribution.DataParallel on the jax backend's host devices against one device."""
+        import jax
         import keras
 
         from ...compare.steps import compare_pair
@@ -79,6 +80,9 @@ class KerasAdapter(Adapter):
         t0 = time.perf_counter()
         devices = list(mesh().devices.flat)
         single = merged(step(M.load(neutral, x.shape[-1]), self.backend, x, y, hp))
+        # The eager optimizers compile a program per op and shape (~2 GB of them for GoogLeNet),
+        # and the sharded step compiles its own: dropped in between, its peak is one step's.
+        jax.clear_caches()
         t1 = time.perf_counter()
         dist = keras.distribution.DataParallel(devices=devices)
         keras.distribution.set_distribution(dist)

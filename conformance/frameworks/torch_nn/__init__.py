@@ -46,7 +46,7 @@ class TorchAdapter(Adapter):
         import torch
 
         x, train = np.load(input), mode == "train"
-        model = self.models.get((impl, weights["neutral"]), arch, lambda: self.load(impl, arch, weights, config),
+        model = self.models.get((impl, weights["neutral"]), lambda: self.load(impl, arch, weights, config),
                                 consume=train)
         # Ours gets an fp64 twin on the same input and state: the floor every tolerance uses.
         reference = M.fp64_reference(model, x, train) if impl == "torch" else None
