@@ -66,11 +66,22 @@ def step(model, x, y, hp, mesh=None, info=None):
     grads = nnx.to_pure_dict(grads)
     yield {"loss": np.asarray(loss), **{f"grad:{k}": v for k, v in _canonical(grads, "flax grads").items()},
            **{f"stat:{k}": v for k, v in bn_stats(model).items()}}
+    if not hp["optimizers"]:
+        return
+    # The optimizers see the parameters as one vector: each is one elementwise rule (no
+    # per-tensor groups), so every number is the same, and XLA compiles one loop, not one per
+    # tensor (2.5 s per optimizer on BN-Inception, its forward and backward 6 s).
+    from jax.flatten_util import ravel_pytree
+
     params0 = nnx.to_pure_dict(nnx.state(model, nnx.Param))
+    if jax.tree.structure(params0) != jax.tree.structure(grads):
+        raise ValueError("flax gradients and parameters differ in structure")
+    flat0, unravel = ravel_pytree(params0)
+    flat_grads = ravel_pytree(grads)[0]
     for name in hp["optimizers"]:
         tx = optax_optimizer(name, hp)
-        params, state = params0, tx.init(params0)
+        params, state = flat0, tx.init(flat0)
         jitted = jax.jit(lambda p, s, g, tx=tx: apply(tx, p, s, g))
         for k in range(1, hp["steps"] + 1):
-            params, state = jitted(params, state, grads)
-            yield {f"{name}{k}:{c}": v for c, v in _canonical(jax.device_get(params), "flax params").items()}
+            params, state = jitted(params, state, flat_grads)
+            yield {f"{name}{k}:{c}": v for c, v in _canonical(jax.device_get(unravel(params)), "flax params").items()}
