@@ -29,11 +29,14 @@ from weights_bridge import neutral
 ALONE = 2**62
 
 
-# What a worker grows by while evaluating a model (loading it, its outputs and captured blocks),
-# in multiples of the model's float32 parameter bytes: the keras-torch worker grew by 2.1 GiB
-# on Inception-ResNet-v2's keras-applications matrix at 299 (55.8M parameters: 10.1x), beside
-# 3 GiB of idle workers: 7.86 GiB with the test process, before the matrix declared it.
-EVAL_MEMORY_FACTOR = 12
+# What a worker grows by while evaluating a model (loading it, its outputs at two sizes, the
+# train-mode forward, each block's output where asked), in multiples of the model's float32
+# parameter bytes, by worker process. Largest measured, alone: GoogLeNet (13.0M, activations
+# weigh most) 6.6x on keras-jax; Inception v3 with every block captured 6.8x on flax;
+# Inception-ResNet-v2 (55.9M) 4.9x on flax; Keras on torch 10.2x (v3), +2.1 GiB on
+# Inception-ResNet-v2, 3 GiB of idle workers beside it, before a matrix declared its need.
+EVAL_MEMORY_FACTOR = {"keras-torch": 12}
+EVAL_MEMORY_FACTOR_DEFAULT = 8
 
 
 def parameter_count(neutral_path) -> int:
@@ -42,9 +45,9 @@ def parameter_count(neutral_path) -> int:
     return sum(math.prod(shape) for shape in neutral.tensor_shapes(neutral_path).values())
 
 
-def eval_memory(parameters: int) -> int:
-    """Bytes a worker may grow by evaluating a model with ``parameters`` in float32."""
-    return EVAL_MEMORY_FACTOR * 4 * parameters
+def eval_memory(parameters: int, process: str) -> int:
+    """Bytes the worker ``process`` may grow by evaluating a model with ``parameters`` in float32."""
+    return EVAL_MEMORY_FACTOR.get(process, EVAL_MEMORY_FACTOR_DEFAULT) * 4 * parameters
 
 
 # How long a process's shared-page count is trusted before it is read again.

@@ -35,7 +35,8 @@ def run_tasks(impls, tasks, files, workdir, pool):
     """Runs every task on every implementation; returns ({impl: error message}, {impl: precision})."""
     inputs = make_inputs(tasks, workdir)
     config = checkpoint_config(files)
-    calls, owners = [], []
+    calls, owners, needs = [], [], []
+    parameters = parameter_count(files["neutral"])
     for impl in impls:
         (Path(workdir) / impl).mkdir(parents=True, exist_ok=True)
         weights = {"neutral": files["neutral"], "peer": files.get(impl)}
@@ -44,9 +45,9 @@ def run_tasks(impls, tasks, files, workdir, pool):
                           dict(impl=impl, arch=t.arch, weights=weights, config=config, mode=t.mode,
                                input=inputs[t.id], out=str(output_path(workdir, impl, t)), layers=t.layers), None))
             owners.append((impl, t))
+            needs.append(eval_memory(parameters, registry.get(impl).process))  # idle workers go first if it does not fit
     errors, precision = {}, {}
-    need = eval_memory(parameter_count(files["neutral"]))  # idle workers go first when it does not fit
-    for (impl, t), reply in zip(owners, pool.map(calls, need=need)):
+    for (impl, t), reply in zip(owners, pool.map(calls, need=needs)):
         if isinstance(reply, Exception):
             errors.setdefault(impl, str(reply))
         else:
