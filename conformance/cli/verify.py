@@ -132,7 +132,10 @@ def cmd_verify_train(a):
         res = run.train_agreement(a.arch, workdir, pool, impls, files=files)
         if a.data_parallel:  # DDP, JAX and Keras DataParallel against one device
             res = data_parallel.add_to_training(res, a.arch, workdir, pool, files, impls)
-        res64 = run.train_agreement(a.arch, workdir, pool, impls, files=files, dtype="float64")
+        # float64 on every worker that ran: torch joins a float32 step for its floor, and its
+        # float32 rows past a bound are branch flips only where its float64 rows agree
+        res64 = run.train_agreement(a.arch, workdir, pool, res["impls"] + list(res["errors"]), files=files,
+                                    dtype="float64")
         config = checkpoint_config(files)  # read before the temporary folder goes
     print(table(res))
     if a.data_parallel:

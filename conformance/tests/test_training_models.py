@@ -149,13 +149,15 @@ def _print(res):
 
 @pytest.mark.slow
 def test_verify_train_cli_covers_an_aux_free_model(tmp_path, room):
-    """``verify --train`` runs bn_inception (no aux heads: no aux term) in float32 and float64."""
+    """``verify --train`` runs bn_inception (no aux heads: no aux term) in float32 and float64;
+    torch, not asked for, joins the float32 step for its floor and so the float64 one, where its
+    float32 branch flips (this model at batch 2) are told from failures."""
     import json
 
     from .helpers import run_cli
 
     out = tmp_path / "train.json"
-    proc = run_cli("verify", "bn_inception", "--train", "--impls", "torch,flax", "--json", out,
+    proc = run_cli("verify", "bn_inception", "--train", "--impls", "flax", "--json", out,
                    "--workdir", tmp_path / "work")
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "float64 (tight bounds, no floor)" in proc.stdout
