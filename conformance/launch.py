@@ -83,7 +83,7 @@ class Worker:
         """Waits for its imports, then notes their seconds and its size (lock held): what closing it
         costs (``WorkerPool.make_room``) and what its requests' needs count from (``grown``)."""
         self.startup = self.request_unlocked("timings")["startup"]
-        self.baseline = memory_bytes(self.proc.pid)
+        self.baseline = memory_bytes(self.proc.pid, fresh=True)  # a watch may have read it mid-start-up
 
     def grown(self) -> int:
         """Bytes it holds beyond its size after start-up: what its requests left (a loaded model)."""

@@ -55,7 +55,7 @@ SHARED_REFRESH_SECONDS = 30.0
 _shared = {}  # (pid, start time) -> (when read, VmRSS - Pss then)
 
 
-def memory_bytes(pid: int) -> int:
+def memory_bytes(pid: int, fresh: bool = False) -> int:
     """A process's share of the machine's memory, 0 if it is not there to read: its resident
     size (``VmRSS``) less what that counts of pages other processes map too. Resident sizes
     count such a page in full in each process: the frameworks' libraries (libtorch, TensorFlow's,
@@ -63,13 +63,14 @@ def memory_bytes(pid: int) -> int:
     a quarter above what it used. The proportional set size (``Pss``) counts a shared page's
     share; reading it walks every mapping (15-25 ms for a framework's process, against well
     under 1 ms for ``VmRSS``), so the difference is read every ``SHARED_REFRESH_SECONDS`` per
-    process (libraries are mapped at start-up), and growth shows in ``VmRSS`` at once."""
+    process (libraries are mapped at start-up), and growth shows in ``VmRSS`` at once. Pages
+    that become shared in between (a fork) count in full until then; ``fresh`` reads them now."""
     rss = _field(f"/proc/{pid}/status", "VmRSS:")
     if rss is None:
         return 0
     key, now = (pid, _start_time(pid)), time.monotonic()
     read_at, overcount = _shared.get(key, (-math.inf, 0))
-    if now - read_at > SHARED_REFRESH_SECONDS:
+    if fresh or now - read_at > SHARED_REFRESH_SECONDS:
         pss = _field(f"/proc/{pid}/smaps_rollup", "Pss:")  # Linux 4.14+
         overcount = max(rss - pss, 0) if pss is not None else 0
         if len(_shared) > 256:  # a long run measures thousands of short processes

@@ -29,14 +29,16 @@ def _vm_rss(pid):  # what the pool read before: the resident size, shared pages 
         return next(int(line.split()[1]) * 1024 for line in f if line.startswith("VmRSS:"))
 
 
-# 512 MiB written into a private anonymous mapping, then a fork: the two processes share it
-# copy-on-write. Not a bytes object: its heap pages may be collapsed into huge pages by the
-# kernel (khugepaged) in one process, which copies them; the mapping here refuses huge pages.
+# 512 MiB written into a private anonymous mapping, then, on a line from stdin, a fork: the two
+# processes share it copy-on-write (a mapping that refuses huge pages, which khugepaged could
+# collapse, copying them).
 SHARED_PAIR = """import mmap, os, sys
 m = mmap.mmap(-1, 2**29, flags=mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS)
 m.madvise(mmap.MADV_NOHUGEPAGE)
 for i in range(0, 2**29, 2**20):
     m[i:i + 2**20] = b"x" * 2**20
+print(os.getpid(), flush=True)
+sys.stdin.readline()
 child = os.fork()
 child and print(child, flush=True)
 sys.stdin.read()
@@ -46,12 +48,21 @@ sys.stdin.read()
 def test_pages_two_processes_share_count_once():
     """A forked child shares its parent's 512 MiB copy-on-write, as the workers and test
     processes share the frameworks' libraries: each resident size holds all of it, the two
-    processes' memory holds it once."""
-    pair = subprocess.Popen([sys.executable, "-c", SHARED_PAIR], stdin=subprocess.PIPE, stdout=subprocess.PIPE)
+    processes' memory holds it once. The parent is read before the fork too, as a pool's watch
+    may (under pytest-xdist it reads the whole run's tree every second): that count is reused
+    for 30 s and holds the shared pages in full (the 781 MiB a run once counted); a fresh read
+    does not."""
+    pair = subprocess.Popen([sys.executable, "-c", SHARED_PAIR], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                            text=True)
     try:
-        pids = [pair.pid, int(pair.stdout.readline())]
+        parent = int(pair.stdout.readline())
+        assert memory_bytes(parent) > 2**29  # alone: all of it
+        pair.stdin.write("fork\n")
+        pair.stdin.flush()
+        pids = [parent, int(pair.stdout.readline())]
         assert sum(map(_vm_rss, pids)) > 2 * 2**29
-        counted = [memory_bytes(p) for p in pids]
+        assert memory_bytes(parent) > 2**29, "read within 30 s: the count before the fork"
+        counted = [memory_bytes(p, fresh=True) for p in pids]
         assert 2**29 < sum(counted) < 1.25 * 2**29, (counted, [_vm_rss(p) for p in pids])
     finally:
         pair.stdin.close()
