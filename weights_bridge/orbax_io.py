@@ -22,6 +22,7 @@ import gc
 import logging as pylogging
 import sys
 import time
+import warnings
 from collections import namedtuple
 from pathlib import Path
 
@@ -55,7 +56,7 @@ def _quiet():
     one line of its own) and asyncio logs the futures it abandons: silenced while it writes."""
     from absl import logging
 
-    _ignore_closed_loop_callbacks()
+    quiet_abandoned_writes()
     level, asyncio_log = logging.get_verbosity(), pylogging.getLogger("asyncio")
     logging.set_verbosity(logging.FATAL)
     asyncio_log.disabled = True  # "exception was never retrieved" for the writes abandoned after a failure
@@ -66,7 +67,7 @@ def _quiet():
         asyncio_log.disabled = False
 
 
-def _ignore_closed_loop_callbacks():
+def quiet_abandoned_writes():
     """After a failed write Orbax closes its asyncio loop while tensorstore still completes the
     other writes; each completion's ``loop.call_soon_threadsafe`` raises "Event loop is closed"
     inside tensorstore's callback, which Python reports through ``sys.unraisablehook`` (a
@@ -82,6 +83,10 @@ def _ignore_closed_loop_callbacks():
 
     hook.drops_closed_loop_callbacks = True
     sys.unraisablehook = hook
+    # The writes a failure abandoned are coroutines never awaited: Python warns as each is freed
+    # (at the bridge's gc.collect, or later), a line per leaf. This one warning, process-wide too.
+    abandoned = r"coroutine 'async_serialize_from_host\.<locals>\.write_fragment' was never awaited"
+    warnings.filterwarnings("ignore", abandoned, RuntimeWarning)
 
 
 def _settle(folder: Path, quiet_s=0.5, timeout_s=20.0):
