@@ -64,11 +64,13 @@ def memory_bytes(pid: int, fresh: bool = False) -> int:
     share; reading it walks every mapping (15-25 ms for a framework's process, against well
     under 1 ms for ``VmRSS``), so the difference is read every ``SHARED_REFRESH_SECONDS`` per
     process (libraries are mapped at start-up), and growth shows in ``VmRSS`` at once. Pages
-    that become shared in between (a fork) count in full until then; ``fresh`` reads them now."""
+    that become shared in between (a fork) count in full until then; ``fresh`` reads them now.
+    A process that runs another program (exec) is read afresh: between fork and exec a new
+    worker is a copy of the large process that started it, sharing most of it."""
     rss = _field(f"/proc/{pid}/status", "VmRSS:")
     if rss is None:
         return 0
-    key, now = (pid, _start_time(pid)), time.monotonic()
+    key, now = (pid, _start_time(pid), _command_line(pid)), time.monotonic()
     read_at, overcount = _shared.get(key, (-math.inf, 0))
     if fresh or now - read_at > SHARED_REFRESH_SECONDS:
         pss = _field(f"/proc/{pid}/smaps_rollup", "Pss:")  # Linux 4.14+
@@ -205,6 +207,15 @@ class SharedAdmission(Admission):
             tmp.write_text(json.dumps(held))
             os.replace(tmp, self.path)
         return result
+
+
+def _command_line(pid: int):
+    """``pid``'s command line as bytes (exec changes it, keeping the pid); None if unread."""
+    try:
+        with open(f"/proc/{pid}/cmdline", "rb") as f:
+            return f.read()
+    except OSError:
+        return None
 
 
 def _start_time(pid: int):

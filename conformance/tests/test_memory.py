@@ -69,6 +69,49 @@ def test_pages_two_processes_share_count_once():
         pair.wait()
 
 
+# 1 GiB written, then a fork whose child, on SIGUSR1, runs another program (exec): as a worker
+# starts, a copy of the large process that started it until the exec. The program writes 256 MiB.
+FORK_THEN_EXEC = """import mmap, os, signal, sys
+m = mmap.mmap(-1, 2**30, flags=mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS)
+m.madvise(mmap.MADV_NOHUGEPAGE)
+for i in range(0, 2**30, 2**20):
+    m[i:i + 2**20] = b"x" * 2**20
+signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGUSR1})
+child = os.fork()
+if child == 0:
+    signal.sigwait({signal.SIGUSR1})
+    os.execv(sys.executable, [sys.executable, "-c", sys.argv[1]])
+print(child, flush=True)
+sys.stdin.read()
+"""
+PROGRAM = """import mmap, sys
+m = mmap.mmap(-1, 2**28)
+for i in range(0, 2**28, 2**20):
+    m[i:i + 2**20] = b"y" * 2**20
+print("written", flush=True)
+sys.stdin.read()
+"""
+
+
+def test_a_process_that_runs_another_program_is_read_afresh():
+    """Read before its exec (a pool's watch reads the whole tree every second), a new process
+    shares most of its parent's 1 GiB; that shared count, reused after the exec, hid the 256 MiB
+    the new program holds (the 160 MiB the shared pair's parent was once counted at)."""
+    import signal
+
+    proc = subprocess.Popen([sys.executable, "-c", FORK_THEN_EXEC, PROGRAM], stdin=subprocess.PIPE,
+                            stdout=subprocess.PIPE, text=True)
+    try:
+        child = int(proc.stdout.readline())
+        assert memory_bytes(child) < 0.75 * 2**30  # the copy: half of the shared GiB is its share
+        os.kill(child, signal.SIGUSR1)
+        assert proc.stdout.readline().strip() == "written"
+        assert memory_bytes(child) > 2**28
+    finally:
+        proc.stdin.close()
+        proc.wait()
+
+
 def test_growth_after_a_read_shows_at_once():
     """The shared pages are read every 30 s; what a process allocates in between counts at once."""
     with grows_on_cue(2**29) as (pid, grow):
