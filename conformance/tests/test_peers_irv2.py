@@ -127,10 +127,12 @@ print(json.dumps({"checks": checks, "gamma_ones": gamma_ones, "back": back, "n_t
 """
 
 
-def test_keras_irv2_mapping_by_dataflow():
+def test_keras_irv2_mapping_by_dataflow(room):
     """The walker maps layers by dataflow, never by name; keras.applications' names (block35_1_conv,
     conv_7b, predictions, ...) must nonetheless land on timm's tensors, and assigning the
-    checkpoint back restores every Keras variable bit for bit."""
+    checkpoint back restores every Keras variable bit for bit. Its Keras process (1.4 GB) asks
+    for room: beside the other test process's data-parallel step, run alone, it made the whole
+    run's peak (7.40 GiB)."""
     require("keras", "tensorflow")
     r = json.loads(run_python(MAPPING_PROBE).strip().splitlines()[-1])
     assert r["checks"] and all(r["checks"].values()), r["checks"]
