@@ -16,7 +16,7 @@ from impls.spec import model_spec
 from impls.spec.layers import ConvBlock
 from impls.spec.tensors import canonical_shapes, is_parameter
 
-from .helpers import h5_datasets, require, run_cli, run_python
+from .helpers import h5_datasets, own_process, require, run_cli, run_python
 
 ARCH = "inception_resnet_v2"
 KERAS_APPS_PARAMS = 55_873_736  # keras.applications.InceptionResNetV2().count_params(): include_top, 1000 classes
@@ -127,14 +127,15 @@ print(json.dumps({"checks": checks, "gamma_ones": gamma_ones, "back": back, "n_t
 """
 
 
-def test_keras_irv2_mapping_by_dataflow(room):
+def test_keras_irv2_mapping_by_dataflow(pool):
     """The walker maps layers by dataflow, never by name; keras.applications' names (block35_1_conv,
     conv_7b, predictions, ...) must nonetheless land on timm's tensors, and assigning the
-    checkpoint back restores every Keras variable bit for bit. Its Keras process (1.4 GB) asks
-    for room: beside the other test process's data-parallel step, run alone, it made the whole
-    run's peak (7.40 GiB)."""
+    checkpoint back restores every Keras variable bit for bit. Its Keras process (1.4 GB) is
+    admitted as a pool request of that size: beside the other test process's data-parallel
+    step, which runs alone, it made the whole run's peak (7.40 GiB)."""
     require("keras", "tensorflow")
-    r = json.loads(run_python(MAPPING_PROBE).strip().splitlines()[-1])
+    with own_process(pool, need=3 * 2**29):
+        r = json.loads(run_python(MAPPING_PROBE).strip().splitlines()[-1])
     assert r["checks"] and all(r["checks"].values()), r["checks"]
     assert r["gamma_ones"] and r["back"] and (r["variant"], r["aux"]) == ("keras", False)
     # ours = Keras' variables (4 per conv_bn, 2 per biased conv and Dense) + one gamma per BN
