@@ -52,7 +52,7 @@ def eval_memory(parameters: int, process: str) -> int:
 
 # How long a process's shared-page count is trusted before it is read again.
 SHARED_REFRESH_SECONDS = 30.0
-_shared = {}  # (pid, start time) -> (when read, VmRSS - Pss then)
+_shared = {}  # (pid, start time, command line) -> (when read, VmRSS - Pss then)
 
 
 def memory_bytes(pid: int, fresh: bool = False) -> int:

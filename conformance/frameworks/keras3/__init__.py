@@ -80,8 +80,8 @@ class KerasAdapter(Adapter):
         t0 = time.perf_counter()
         devices = list(mesh().devices.flat)
         single = merged(step(M.load(neutral, x.shape[-1]), self.backend, x, y, hp))
-        # The eager optimizers compile a program per op and shape (~2 GB of them for GoogLeNet),
-        # and the sharded step compiles its own: dropped in between, its peak is one step's.
+        # The sharded step compiles programs of its own; the one-device step's serve it nothing:
+        # dropped in between, the request's peak is one step's.
         jax.clear_caches()
         t1 = time.perf_counter()
         dist = keras.distribution.DataParallel(devices=devices)

@@ -93,15 +93,28 @@ def _gradients(model, backend, loss_of, x, y):
     return loss.detach(), [v.value.grad.detach().clone() for v in tvars]
 
 
-def _jax_apply(opt, tvars, wd):
-    """``opt.apply`` with coupled weight decay as one jitted program over every tensor (Keras's
-    ``stateless_apply``, as its own jax trainer runs it): eager, each op compiles once per tensor
-    shape, ~1000 XLA programs per model and dtype, most of a cold step's time."""
+def _coupled(grads, weights, wd):
+    """torch's coupled weight decay, ``g + wd * w`` (Keras's own ``weight_decay`` is decoupled)."""
+    from keras import ops
+
+    return [ops.add(g, ops.multiply(wd, w)) for g, w in zip(grads, weights)]
+
+
+def _applier(opt, tvars, wd, backend):
+    """``apply(grads)``: one application of ``opt`` with coupled weight decay. On jax, one jitted
+    ``stateless_apply`` over every tensor, as Keras's own jax trainer runs it: eager, each op
+    compiles once per tensor shape, ~1000 XLA programs per model and dtype, most of a cold step."""
+    if backend != "jax":
+        no_grad = __import__("torch").no_grad if backend == "torch" else contextlib.nullcontext
+
+        def apply(grads):
+            with no_grad():
+                opt.apply(_coupled(grads, [v.value for v in tvars], wd), tvars)
+
+        return apply
     import jax
 
-    @jax.jit
-    def update(ov, g, tv):
-        return opt.stateless_apply(ov, [gi + wd * ti for gi, ti in zip(g, tv)], tv)
+    update = jax.jit(lambda ov, g, tv: opt.stateless_apply(ov, _coupled(g, tv, wd), tv))
 
     def apply(grads):
         tv, ov = update([v.value for v in opt.variables], grads, [v.value for v in tvars])
@@ -134,19 +147,13 @@ def step(model, backend, x, y, hp, dtype="float32", place=None):
                                                     "grads").items()},
            **{f"stat:{k}": v for k, v in bn_stats(model).items()}}
     w0 = [ops.convert_to_numpy(v.value) for v in tvars] if hp["optimizers"] else []  # what each starts from
-    no_grad = __import__("torch").no_grad if backend == "torch" else contextlib.nullcontext
     for name in hp["optimizers"]:
-        wd = hp["optimizers"][name]["weight_decay"]
         for v, w in zip(tvars, w0):
             v.assign(w)
         opt = optimizer(name, hp, dtype)
         opt.build(tvars)
-        apply = _jax_apply(opt, tvars, wd) if backend == "jax" else None
+        apply = _applier(opt, tvars, hp["optimizers"][name]["weight_decay"], backend)
         for k in range(1, hp["steps"] + 1):
-            if apply is not None:
-                apply(grads)
-            else:
-                with no_grad():
-                    opt.apply([ops.add(g, ops.multiply(wd, v.value)) for g, v in zip(grads, tvars)], tvars)
+            apply(grads)
             yield {f"{name}{k}:{c}": a for c, a in canonical(
                 {nk: ops.convert_to_numpy(v.value) for nk, v in zip(keys, tvars)}, "params").items()}
