@@ -7,7 +7,7 @@ import time
 import pytest
 
 from conformance.launch import WorkerError, WorkerPool
-from conformance.memory import ALONE, memory_bytes, tree_memory_bytes
+from conformance.memory import ALONE, memory_bytes, shared_admission_files, tree_memory_bytes
 
 from .helpers import grows_on_cue
 
@@ -23,6 +23,21 @@ def test_memory_budget_closes_idle_workers_and_restarts_them(tmp_path):
         total = pool.timings()["torch"]
         assert total["starts"] == 2
         assert total["startup"] == pytest.approx(first["startup"] + second["startup"], rel=1e-6)
+
+
+@pytest.fixture
+def scoped_admission():
+    """``memory_scope`` for a pool of the test; its admission files (which the run's controller
+    removes for its own scope, conftest.pytest_unconfigure) removed after the test."""
+    files = []
+
+    def scope(pid):
+        files.extend(shared_admission_files(pid))  # named by the pid's start: read while it runs
+        return pid
+
+    yield scope
+    for path in files:
+        path.unlink(missing_ok=True)
 
 
 @pytest.fixture
@@ -92,24 +107,24 @@ def test_over_budget_the_idle_worker_cheapest_to_restart_closes_first(tmp_path):
             assert pool.running() == [f"torch WHICH={costly['WHICH']}"], "the worker cheaper to restart stayed"
 
 
-def test_a_budget_over_the_process_tree_counts_processes_beside_the_pool(tmp_path, ballast):
+def test_a_budget_over_the_process_tree_counts_processes_beside_the_pool(tmp_path, ballast, scoped_admission):
     """Under pytest-xdist the pools of both test processes share one budget over the run's tree:
     the ballast is no worker of the pool, yet it puts the tree over the budget."""
     with WorkerPool(tmp_path, jobs=1, memory_budget=GB) as own:
         own.request("torch", "timings")
         assert memory_bytes(own.worker("torch").proc.pid) < GB / 2 and own.running() == ["torch"]  # it fits
     beside = tree_memory_bytes(os.getpid()) - tree_memory_bytes(ballast)  # this process, no ballast
-    with WorkerPool(tmp_path, jobs=1, memory_budget=beside + GB, memory_scope=os.getpid()) as run:
+    with WorkerPool(tmp_path, jobs=1, memory_budget=beside + GB, memory_scope=scoped_admission(os.getpid())) as run:
         run.request("torch", "timings")
         assert run.running() == [], "the idle worker stayed although the ballast puts the tree over the budget"
 
 
-def test_a_scoped_pool_closes_idle_workers_between_its_requests(tmp_path):
+def test_a_scoped_pool_closes_idle_workers_between_its_requests(tmp_path, scoped_admission):
     """Under pytest-xdist the other test process grows while this pool has nothing to ask: its
     idle worker still closes (the tree is checked every second), not only around its requests.
     The scope here is a process that grows on cue, so nothing else of the run moves the count."""
     with grows_on_cue(GB) as (pid, grow), \
-            WorkerPool(tmp_path, jobs=1, memory_budget=GB // 2, memory_scope=pid) as run:
+            WorkerPool(tmp_path, jobs=1, memory_budget=GB // 2, memory_scope=scoped_admission(pid)) as run:
         run.request("torch", "timings")
         assert run.running() == ["torch"]  # the scope holds a bare interpreter: well within 0.5 GiB
         grow()
