@@ -85,8 +85,8 @@ def parser():
     v.add_argument("--variant", help="checkpoint variant (inception_v3: default, or keras: keras.applications' "
                                      "padding, no aux head, with the keras-applications peer)")
     v.add_argument("--layers", action="store_true", help="also compare every block's output and name the first to drift")
-    v.add_argument("--train", action="store_true", help="compare one training step instead: loss, gradients, BN "
-                   "statistics, SGD and RMSProp updates (googlenet, googlenet_paper, inception_v3)")
+    v.add_argument("--train", action="store_true", help="compare one training step instead, in float32 and "
+                   "float64: loss, gradients, BN statistics, SGD and RMSProp updates (every architecture)")
     v.add_argument("--data-parallel", action="store_true", help="with --train: also run the step data parallel on "
                    "2 CPU devices (torch DDP/gloo, JAX sharded batch, Keras DataParallel) against one device")
     v.add_argument("--report", metavar="DIR", help="write report.md and PNG plots here (needs matplotlib)")
