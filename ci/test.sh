@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # README command 2: set up, then run the conformance suite. With no arguments it runs the quick
 # tier (everything not marked slow; about 5 minutes on 2 cores), what CI runs; `bash ci/test.sh
-# all` runs the whole suite (every model x every implementation, peers, training steps; about 36
+# all` runs the whole suite (every model x every implementation, peers, training steps; 36-45
 # minutes on 2 cores from an empty JAX compilation cache). Both run in two
 # test processes (pytest-xdist, whole files per process).
 # Other arguments pass through to pytest and run in one process, e.g. `bash ci/test.sh -m slow`
