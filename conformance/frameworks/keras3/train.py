@@ -100,18 +100,19 @@ def _coupled(grads, weights, wd):
     return [ops.add(g, ops.multiply(wd, w)) for g, w in zip(grads, weights)]
 
 
-def _applier(opt, tvars, wd, backend):
-    """``apply(grads)``: one application of ``opt`` (built here) with coupled weight decay. On jax,
-    as Keras's own jax trainer runs it, one jitted ``stateless_apply`` (eager, each op compiles
-    once per tensor shape: ~1000 XLA programs per model and dtype), over the parameters as one
-    vector, as Flax's (``conformance.frameworks.flax_nnx.train``): each optimizer is one
-    elementwise rule (no per-tensor groups or exclusions), so every number is the same, and XLA
-    compiles one loop, not one per tensor (6 s per optimizer on BN-Inception in float64, cold)."""
+def _applier(opt, tvars, grads, wd, backend):
+    """``apply()``: one application of ``opt`` (built here) to ``grads``, with coupled weight
+    decay. On jax one jitted ``stateless_apply``, as Keras's own jax trainer runs it (eager, each
+    op compiles once per tensor shape: ~1000 XLA programs per model and dtype), over the
+    parameters as one vector, as Flax's (``conformance.frameworks.flax_nnx.train``): each
+    optimizer is one elementwise rule (no per-tensor groups or exclusions), so every number is
+    the same, and XLA compiles one loop, not one per tensor (6 s per optimizer on BN-Inception
+    in float64, cold)."""
     if backend != "jax":
         opt.build(tvars)
         no_grad = __import__("torch").no_grad if backend == "torch" else contextlib.nullcontext
 
-        def apply(grads):
+        def apply():
             with no_grad():
                 opt.apply(_coupled(grads, [v.value for v in tvars], wd), tvars)
 
@@ -126,9 +127,9 @@ def _applier(opt, tvars, wd, backend):
                           dtype=tvars[0].dtype, name="parameters")
     opt.build([flat])
     update = jax.jit(lambda ov, g, w: opt.stateless_apply(ov, _coupled([g], [w], wd), [w]))
+    g = np.concatenate([np.asarray(x).ravel() for x in grads])  # the same gradient every application
 
-    def apply(grads):
-        g = np.concatenate([np.asarray(x).ravel() for x in grads])
+    def apply():
         (w,), ov = update([v.value for v in opt.variables], g, flat.value)
         flat.assign(w)
         for v, value in zip(opt.variables, ov):
@@ -166,8 +167,8 @@ def step(model, backend, x, y, hp, dtype="float32", place=None):
         for v, w in zip(tvars, w0):
             v.assign(w)
         opt = optimizer(name, hp, dtype)
-        apply = _applier(opt, tvars, hp["optimizers"][name]["weight_decay"], backend)
+        apply = _applier(opt, tvars, grads, hp["optimizers"][name]["weight_decay"], backend)
         for k in range(1, hp["steps"] + 1):
-            apply(grads)
+            apply()
             yield {f"{name}{k}:{c}": a for c, a in canonical(
                 {nk: ops.convert_to_numpy(v.value) for nk, v in zip(keys, tvars)}, "params").items()}
