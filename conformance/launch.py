@@ -1,11 +1,10 @@
 """The one way the engine starts a process: a long-lived worker per framework that serves every
 request of a run (``WorkerPool``), or one module run once (``run_module``).
 
-Each framework runs in its own process (``conformance.registry``); the process is started once
-and keeps its imports, compiled functions and loaded model between requests, which is most of
-what a request costs on a small machine (imports and JAX/XLA compilation). A request is one JSON
-line on the worker's stdin, its reply one JSON line back; arrays travel as ``.npz``/``.npy``
-files. Everything a worker prints goes to its log file, which an error quotes.
+Each framework runs in its own process (``conformance.registry``), started once; it keeps its
+imports, compiled functions and loaded model between requests (most of what a request costs on a
+small machine). A request is one JSON line on the worker's stdin, its reply one JSON line back;
+arrays travel as ``.npz``/``.npy`` files. What a worker prints goes to its log, which errors quote.
 """
 from __future__ import annotations
 
@@ -89,8 +88,7 @@ class Worker:
         """Bytes it holds beyond its size after start-up: what its requests left (a loaded model)."""
         return 0 if self.baseline is None else max(0, memory_bytes(self.proc.pid) - self.baseline)
 
-    def request(self, op: str, **args):
-        """Sends one request and waits for its reply; returns the reply's result."""
+    def request(self, op: str, **args):  # one request; its reply's result
         with self.lock:
             return self.request_unlocked(op, **args)
 
@@ -131,24 +129,22 @@ class Worker:
         self._log_file.close()
 
 
-def _add_timings(into: dict, name: str, t: dict):
-    """Adds a worker's ``timings`` to ``into[name]`` (a worker closed and started again adds up)."""
+def _add_timings(into: dict, name: str, t: dict):  # a worker closed and started again adds up
     kept = into.setdefault(name, dict.fromkeys(t, 0.0))
     for k in kept:
         kept[k] += t[k]
 
 
 class WorkerPool(contextlib.AbstractContextManager):  # ``with``: closed at the end
-    """Workers by (process, environment), started on first use and kept until ``close``;
-    ``jobs`` serve at once (``map``). ``memory_budget`` (bytes, all workers together, as
-    ``memory.memory_bytes`` counts them): requests run together only while their declared
-    ``need``s fit, and before and after each one idle workers make room (``make_room``). A closed
-    worker starts again when next asked (its imports, not its JAX compilations: those are in the
-    persistent cache). With ``memory_scope`` (a pid) the pools of that process's run (parallel
-    test processes) share the budget: it counts the whole process tree, every second too, and
-    admits needs once for all (``memory.SharedAdmission``). ``progress`` hears each request's
-    ``Step``s. Side-by-side workers (``jobs`` > 1) wait passively (``OMP_WAIT_POLICY``, unless
-    set): spinning OpenMP threads take the cores the others need; one alone keeps the spin."""
+    """Workers by (process, environment), started on first use and kept until ``close``; ``jobs``
+    serve at once (``map``). ``memory_budget`` (bytes, all workers together, as ``memory_bytes``
+    counts them): requests run together only while their declared ``need``s fit, and before and
+    after each one idle workers make room (``make_room``); a closed worker starts again when next
+    asked (its JAX compilations are in the persistent cache). With ``memory_scope`` (a pid) the
+    budget counts that process's whole tree, every second too, and its pools (parallel test
+    processes) admit needs once for all (``memory.SharedAdmission``). ``progress`` hears each
+    request's ``Step``s. Side-by-side workers (``jobs`` > 1) wait passively (``OMP_WAIT_POLICY``,
+    unless set): spinning OpenMP threads take the cores the others need."""
 
     def __init__(self, log_dir=None, jobs: int = 2, memory_budget: int = None, progress=None, memory_scope=None):
         self.log_dir = Path(log_dir or tempfile.mkdtemp(prefix="inception-bridge-workers-"))
@@ -254,26 +250,8 @@ class WorkerPool(contextlib.AbstractContextManager):  # ``with``: closed at the 
     def _name(key):  # (process, environment)
         return f"{key[0]}{''.join(f' {k}={v}' for k, v in key[1])}"
 
-    def map(self, calls, need=0):
-        """Runs [(process, op, args, env)] with up to ``jobs`` processes at once (fewer where
-        their ``need``, one for all or one per call, does not fit the memory budget), each
-        process's requests in order; returns each call's result, or the exception it raised."""
-        needs = list(need) if isinstance(need, (list, tuple)) else [need] * len(calls)
-        by_process, results = {}, [None] * len(calls)
-        for i, (process, op, args, env) in enumerate(calls):
-            by_process.setdefault((process, tuple(sorted((env or {}).items()))), []).append(i)
-
-        def serve(indices):
-            for i in indices:
-                process, op, args, env = calls[i]
-                try:
-                    results[i] = self.request(process, op, env, needs[i], **args)
-                except (WorkerError, errors.BridgeError) as e:
-                    results[i] = e
-
-        with ThreadPoolExecutor(self.jobs) as pool:
-            list(pool.map(serve, by_process.values()))
-        return results
+    def map(self, calls, need=0):  # ``map_requests``, ``jobs`` at once
+        return map_requests(self.request, calls, need, self.jobs)
 
     def timings(self) -> dict:
         """{worker: {"starts", "startup", "load", "requests" (seconds)}} of every worker of the
@@ -298,3 +276,25 @@ class WorkerPool(contextlib.AbstractContextManager):  # ``with``: closed at the 
 
     def __exit__(self, *exc):
         self.close()
+
+
+def map_requests(request, calls, need=0, jobs: int = 2):
+    """Runs [(process, op, args, env)] through ``request`` (a pool's), up to ``jobs`` processes at once
+    (fewer where their ``need``s, one for all or one per call, do not fit the memory budget), each
+    process's requests in order; returns each call's result, or the exception it raised."""
+    needs = need if isinstance(need, (list, tuple)) else [need] * len(calls)
+    by_process, results = {}, [None] * len(calls)
+    for i, (process, op, args, env) in enumerate(calls):
+        by_process.setdefault((process, tuple(sorted((env or {}).items()))), []).append(i)
+
+    def serve(indices):
+        for i in indices:
+            process, op, args, env = calls[i]
+            try:
+                results[i] = request(process, op, env, needs[i], **args)
+            except (WorkerError, errors.BridgeError) as e:
+                results[i] = e
+
+    with ThreadPoolExecutor(jobs) as pool:
+        list(pool.map(serve, by_process.values()))
+    return results

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import gc
 import os
+import shutil
 import sys
 
 import pytest
@@ -18,16 +19,18 @@ from conformance.launch import WorkerPool  # noqa: E402
 from conformance.memory import shared_admission_files  # noqa: E402
 
 from .helpers import KERAS_MODULES, OWN_PROCESS, grows_on_cue, own_process, seeded  # noqa: E402
+from .shared_pool import PoolClient, PoolServer  # noqa: E402
 
 
 TIMINGS = pytest.StashKey[dict]()
+SHARED = pytest.StashKey[tuple]()  # the pytest-xdist controller's (pool, server, key)
 # The workers' share of the suite's memory target (8 GB for the whole run on the 24 GB CI
 # machine, this process and the CLI's own workers included): idle workers past it are closed.
 WORKER_MEMORY = 4 * 2**30
-# Under pytest-xdist (``-n 2``: ci/test.sh with no arguments or `all`) two test processes run with a
-# pool each: the budget then covers the whole run, test processes included, read from the
-# controller's process tree, so either pool closes its idle workers when the two together are
-# over it. The rest of the 8 GB is room for a test's own short processes (a CLI run, a snippet).
+# Under pytest-xdist (``-n 2``: ci/test.sh with no arguments or `all`) the two test processes share
+# their controller's pool: the budget then covers the whole run, test processes included, read
+# from the controller's process tree. The rest of the 8 GB is room for a test's own short
+# processes (a CLI run, a snippet).
 RUN_MEMORY = 5 * 2**30
 
 
@@ -65,35 +68,48 @@ def _drop_a_modules_leftovers():
 @pytest.fixture(scope="session")
 def pool(tmp_path_factory, pytestconfig):
     """Every test's framework workers: started once, each keeping its imports and compiled
-    functions (most of what a request costs) while the memory budget allows."""
-    if os.environ.get("PYTEST_XDIST_WORKER"):  # the controller, our parent, holds the whole run
-        budget = dict(memory_budget=RUN_MEMORY, memory_scope=os.getppid())
-    else:
-        budget = dict(memory_budget=WORKER_MEMORY)
-    with WorkerPool(tmp_path_factory.mktemp("workers"), jobs=2, **budget) as p:
+    functions (most of what a request costs) while the memory budget allows. Under pytest-xdist
+    the controller's pool, shared by both test processes (``shared_pool``)."""
+    shared = getattr(pytestconfig, "workerinput", {}).get("shared_pool")
+    if shared:
+        with PoolClient(**{**shared, "authkey": bytes.fromhex(shared["authkey"])}) as p:
+            yield p
+        return
+    with WorkerPool(tmp_path_factory.mktemp("workers"), jobs=2, memory_budget=WORKER_MEMORY) as p:
         yield p
         pytestconfig.stash[TIMINGS] = p.timings()
-        if hasattr(pytestconfig, "workeroutput"):  # a pytest-xdist test process: the controller prints them
-            pytestconfig.workeroutput["worker_timings"] = pytestconfig.stash[TIMINGS]
-
-
-def pytest_unconfigure(config):
-    """The pytest-xdist controller, whose test processes shared one admission (the pool fixture's
-    ``memory_scope``), removes its files once they have all ended."""
-    if getattr(config, "workerinput", None) is None:  # not a test process: maybe their controller
-        for path in shared_admission_files(os.getpid()):
-            path.unlink(missing_ok=True)
 
 
 @pytest.hookimpl(optionalhook=True)
-def pytest_testnodedown(node, error):
-    """Under pytest-xdist, each test process's worker timings, a row per process and worker."""
-    timings = node.workeroutput.get("worker_timings", {}) if hasattr(node, "workeroutput") else {}
-    node.config.stash.setdefault(TIMINGS, {}).update({f"[{node.gateway.id}] {name}": t for name, t in timings.items()})
+def pytest_configure_node(node):
+    """The pytest-xdist controller starts the run's one pool (its budget counts the whole run:
+    this process's tree) and tells each test process where it is served."""
+    if SHARED not in node.config.stash:
+        key, shared_pool = os.urandom(32), WorkerPool(jobs=2, memory_budget=RUN_MEMORY, memory_scope=os.getpid())
+        node.config.stash[SHARED] = shared_pool, PoolServer(shared_pool, key), key
+    shared_pool, server, key = node.config.stash[SHARED]
+    node.workerinput["shared_pool"] = {"address": server.address, "authkey": key.hex(), "memory_budget": RUN_MEMORY,
+                                       "memory_scope": os.getpid()}
+
+
+def pytest_unconfigure(config):
+    """The pytest-xdist controller closes the run's pool and removes the files of its shared
+    admission, once every test process has ended."""
+    if getattr(config, "workerinput", None) is not None:  # a test process
+        return
+    shared_pool, server, _ = getattr(config, "stash", {}).get(SHARED, (None, None, None))
+    if server is not None:
+        server.close()
+        shared_pool.close()
+        shutil.rmtree(shared_pool.log_dir, ignore_errors=True)
+    for path in shared_admission_files(os.getpid()):
+        path.unlink(missing_ok=True)
 
 
 def pytest_terminal_summary(terminalreporter, config):
     """Where the workers' time went: start-up (imports), loading models, the rest of their requests."""
+    if SHARED in config.stash:  # the pytest-xdist controller's pool, its test processes ended
+        config.stash[TIMINGS] = config.stash[SHARED][0].timings()
     timings = config.stash.get(TIMINGS, None)
     if timings:
         terminalreporter.section("worker time (seconds)")
