@@ -5,7 +5,7 @@ memory budget that also holds both test processes: each large request closed the
 idle workers, which then started again (189 starts in a whole run, a quarter of the workers'
 time, ~7 s for Keras on TensorFlow). Here the controller holds the one ``WorkerPool`` (budget,
 admission and memory watch as before) and serves it over a Unix socket: ``PoolServer`` answers
-``PoolClient``s, one connection per client thread, one JSON message per call and reply (never a
+``PoolClient``s, one connection per call in flight, one JSON message per call and reply (never a
 pickle; the socket's key is the run's own). Two test processes asking one worker take turns.
 """
 from __future__ import annotations
@@ -79,15 +79,20 @@ class PoolClient(contextlib.AbstractContextManager):
         self.address, self.authkey, self.jobs = address, authkey, jobs
         self.memory_budget = memory_budget
         self.admission = admission(memory_budget, memory_scope)
-        self._local, self._connections = threading.local(), []
+        self._idle, self._lock = [], threading.Lock()  # connections no call is using
 
     def _send(self, **call):
-        conn = getattr(self._local, "conn", None)
-        if conn is None:  # one per thread: ``map``'s threads wait on their own replies
-            conn = self._local.conn = Client(self.address, family="AF_UNIX", authkey=self.authkey)
-            self._connections.append(conn)
-        conn.send_bytes(json.dumps(call).encode())
-        reply = json.loads(conn.recv_bytes())
+        with self._lock:  # one connection per call in flight: ``map``'s threads wait on their own
+            conn = self._idle.pop() if self._idle else None
+        conn = conn or Client(self.address, family="AF_UNIX", authkey=self.authkey)
+        try:
+            conn.send_bytes(json.dumps(call).encode())
+            reply = json.loads(conn.recv_bytes())
+        except BaseException:  # half a conversation: not reused
+            conn.close()
+            raise
+        with self._lock:
+            self._idle.append(conn)
         if reply["ok"]:
             return reply["result"]
         kind = getattr(errors, reply["kind"], None)
@@ -105,8 +110,10 @@ class PoolClient(contextlib.AbstractContextManager):
         self._send(call="make_room", need=need)
 
     def close(self):
-        for conn in self._connections:
-            conn.close()
+        with self._lock:
+            for conn in self._idle:
+                conn.close()
+            self._idle.clear()
 
     def __exit__(self, *exc):
         self.close()

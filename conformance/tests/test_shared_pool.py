@@ -5,6 +5,7 @@ import json
 import os
 import subprocess
 import sys
+import threading
 from multiprocessing import AuthenticationError
 from multiprocessing.connection import Client
 
@@ -45,6 +46,10 @@ def test_two_processes_share_one_worker(served):
         calls = [("torch", "timings", {}, None), ("torch", "timings", {}, {"SECOND": "1"})]
         assert [r["starts"] for r in here.map(calls)] == [1, 1]
         assert sorted(pool.running()) == ["torch", "torch SECOND=1"]
+        threads = threading.active_count()  # the server's: one per connection
+        for _ in range(3):
+            here.map(calls)
+        assert threading.active_count() <= threads, "each map left its connections (and their server threads) open"
 
 
 def test_errors_come_back_as_the_pool_raises_them(served, tmp_path):
