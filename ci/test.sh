@@ -3,7 +3,7 @@
 # tier (everything not marked slow; about 5 minutes on 2 cores), what CI runs; `bash ci/test.sh
 # all` runs the whole suite (every model x every implementation, peers, training steps; 36-45
 # minutes on 2 cores from an empty JAX compilation cache). Both run in two
-# test processes (pytest-xdist, whole files per process).
+# test processes (pytest-xdist, whole files per process) sharing one set of framework workers.
 # Other arguments pass through to pytest and run in one process, e.g. `bash ci/test.sh -m slow`
 # or `bash ci/test.sh conformance/tests/test_bridge.py -x`.
 set -euo pipefail
