@@ -112,8 +112,8 @@ class Worker:
             raise WorkerError(f"worker {self.process} died during {op} (exit {code}):\n{quiet.log_tail(self.log)}")
         reply = json.loads(line)
         if not reply["ok"]:
-            kind = getattr(errors, reply.get("kind") or "", None)
-            if isinstance(kind, type) and issubclass(kind, errors.BridgeError):
+            kind = errors.by_name(reply.get("kind"))
+            if kind:
                 raise kind(reply["error"])  # bad input, reported as the bridge reports it
             raise WorkerError(f"worker {self.process}: {op} failed:\n{reply['error']}")
         return reply["result"]

@@ -46,3 +46,9 @@ class MissingExtraError(BridgeError):
     the package that brings it and the pip command (``extras.require``)."""
 
     exit_code = 2
+
+
+def by_name(name):
+    """The ``BridgeError`` class called ``name`` (as another process reported it), else None."""
+    kind = globals().get(name or "")
+    return kind if isinstance(kind, type) and issubclass(kind, BridgeError) else None

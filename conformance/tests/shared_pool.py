@@ -95,8 +95,8 @@ class PoolClient(contextlib.AbstractContextManager):
             self._idle.append(conn)
         if reply["ok"]:
             return reply["result"]
-        kind = getattr(errors, reply["kind"], None)
-        if isinstance(kind, type) and issubclass(kind, errors.BridgeError):
+        kind = errors.by_name(reply["kind"])
+        if kind:
             raise kind(reply["error"])  # bad input, as the bridge reports it
         raise WorkerError(reply["error"] if reply["kind"] == "WorkerError" else f"{reply['kind']}: {reply['error']}")
 
