@@ -187,7 +187,10 @@ def test_every_model_has_a_training_step():
         assert (H.AUX_WEIGHT[arch] > 0) == bool(model_spec(arch).aux_heads), arch
 
 
-def test_float64_steps_on_jax_get_x64_workers():
-    """jax reads JAX_ENABLE_X64 at import: a float64 step on jax gets a worker of its own."""
+def test_float64_steps_get_workers_of_their_own():
+    """jax reads JAX_ENABLE_X64 at import, TensorFlow TF_ENABLE_ONEDNN_OPTS: a float64 step on
+    either gets a worker of its own."""
     assert T.worker_env("flax", "float64") == T.worker_env("keras-jax", "float64") == {"JAX_ENABLE_X64": "1"}
     assert T.worker_env("flax", "float32") is None and T.worker_env("torch", "float64") is None
+    assert T.worker_env("keras-tensorflow", "float64") == {"TF_ENABLE_ONEDNN_OPTS": "0"}
+    assert T.worker_env("keras-tensorflow", "float32") is None

@@ -17,6 +17,11 @@ from ..memory import parameter_count
 from .hyper import BATCH, PROVENANCE, SHAPE, hyper, make_batch
 
 X64 = {"JAX_ENABLE_X64": "1"}  # jax reads it at import: float64 steps on jax get a worker of their own
+# TensorFlow's oneDNN kernels have no float64; with them on, an Inception v3 float64 step on
+# Keras-on-TensorFlow took 48-56 s and left 2.2 GB in the worker after its release (TF's oneDNN
+# primitive caches, which nothing clears), against 30 s and 0.5 GB with TF's own kernels (read
+# at import, so a worker of its own). Float32 keeps oneDNN: twice as fast there (19 s vs 44 s).
+TF_OWN_KERNELS = {"TF_ENABLE_ONEDNN_OPTS": "0"}
 # What a worker grows by while serving a training step, in multiples of the model's parameter
 # bytes: with the optimizers (their buffers and six results) 15, without 9. Measured on
 # Inception-ResNet-v2 (55.8M parameters, 107 px, batch 2): float64 with the optimizers, up to
@@ -36,9 +41,11 @@ def implementations():
 
 
 def worker_env(impl, dtype):
-    """The worker environment a step in ``dtype`` needs (float64 on jax: ``JAX_ENABLE_X64``)."""
-    jax_based = registry.get(impl).process in ("flax", "keras-jax")
-    return X64 if dtype == "float64" and jax_based else None
+    """The worker environment a step in ``dtype`` needs (float64 on jax: ``JAX_ENABLE_X64``; on
+    TensorFlow: its own kernels, not oneDNN's)."""
+    if dtype != "float64":
+        return None
+    return {"flax": X64, "keras-jax": X64, "keras-tensorflow": TF_OWN_KERNELS}.get(registry.get(impl).process)
 
 
 def step_memory(impl, parameters: int, dtype: str, optimizers: bool) -> int:
