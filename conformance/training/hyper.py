@@ -45,8 +45,8 @@ AUX_WEIGHT = {"googlenet": 0.3, "googlenet_paper": 0.3, "inception_v3": 0.4,
 LABEL_SMOOTHING = 0.1
 BATCH = 4
 # (input size, batch) per model: small enough for five CPU workers, large enough for every head
-# (GoogLeNet's aux fc wants the 14x14 stage, so 224; Inception v3's aux 5x5 conv wants the 17x17
-# stage, so 299; the aux-less models take any size whose last stage is >= 2x2).
+# (the paper GoogLeNet's aux heads pool 5x5/3 to a 4x4 fc input, so 224; Inception v3's aux 5x5
+# conv wants the 17x17 stage, so 299; the aux-less models take any size whose last stage is >= 2x2).
 SHAPE = {"googlenet": (224, BATCH), "googlenet_paper": (224, 2), "inception_v3": (299, 2),
          "bn_inception": (128, 2), "inception_v4": (107, 2), "inception_resnet_v2": (107, 2)}
 STEPS = 2

@@ -61,19 +61,20 @@ def input_size(arch):
 
 
 def train_agreement(arch, workdir, pool, impls=None, seed=0, files=None, dtype="float32", variant=None,
-                    optimizers=True):
+                    optimizers=True, shape=None):
     """Runs every implementation's training step and compares all pairs. Returns a dict with
     rows (list of Row), errors ({impl: message}), floors, eps placement effect, precision and the
     output files. ``dtype="float64"``: every worker in float64, compared at the tight float64
     bounds with no floor: the conventions alone. ``optimizers=False``: loss, gradients and BN
-    statistics only (the optimizers' updates are most of a big model's step)."""
+    statistics only (the optimizers' updates are most of a big model's step). ``shape``: (input
+    size, batch), default ``hyper.SHAPE``'s."""
     workdir = Path(workdir)
     files = files or prepare(arch, workdir / "weights", pool, seed=seed, variant=variant)
     impls = list(impls or implementations())
     if dtype == "float32" and "torch" not in impls and registry.available("torch"):
         impls = ["torch"] + impls  # its fp64 twin measures the floor every bound uses
     cfg, hp = checkpoint_config(files), hyper(arch, optimizers)
-    size, batch = SHAPE.get(arch, (input_size(arch), BATCH))
+    size, batch = shape or SHAPE.get(arch, (input_size(arch), BATCH))
     x, y = make_batch(workdir, size, cfg["num_classes"], batch=batch)
     outs = {i: str(workdir / f"train-{dtype}-{i}.npz") for i in impls}
     calls = [(registry.get(i).process, "train", dict(impl=i, arch=arch, weights={"neutral": files["neutral"]},
