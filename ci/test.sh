@@ -3,16 +3,17 @@
 # tier (everything not marked slow; about 5 minutes on 2 cores), what CI runs; `bash ci/test.sh
 # all` runs the whole suite (every model x every implementation, peers, training steps; 36-45
 # minutes on 2 cores from an empty JAX compilation cache). Both run in two
-# test processes (pytest-xdist, whole files per process) sharing one set of framework workers.
+# test processes (pytest-xdist, whole files per process, the longest first: conformance/tests/conftest.py)
+# sharing one set of framework workers.
 # Other arguments pass through to pytest and run in one process, e.g. `bash ci/test.sh -m slow`
 # or `bash ci/test.sh conformance/tests/test_bridge.py -x`.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash ci/setup.sh
 if [ "$#" -eq 0 ]; then
-  set -- -m "not slow" -n 2 --dist loadfile
+  set -- -m "not slow" -n 2 --dist loadfile --no-loadscope-reorder
 elif [ "$1" = "all" ]; then
   shift
-  set -- -n 2 --dist loadfile "$@"
+  set -- -n 2 --dist loadfile --no-loadscope-reorder "$@"
 fi
 exec .venv/bin/python -m pytest conformance/tests "$@"

@@ -140,3 +140,14 @@ def test_no_private_names_across_modules():
 @pytest.mark.parametrize("path", sorted(MODULES.values()), ids=lambda p: str(p.relative_to(REPO)))
 def test_no_file_past_300_lines(path):
     assert len(path.read_text().splitlines()) <= MAX_LINES
+
+
+def test_the_longest_first_order_names_test_files_that_exist():
+    """A renamed test file would drop out of the order silently and might start last."""
+    from pathlib import Path
+
+    from .conftest import LONGEST_FIRST
+
+    here = Path(__file__).parent
+    assert len(set(LONGEST_FIRST)) == len(LONGEST_FIRST)
+    assert [n for n in LONGEST_FIRST if not (here / n).is_file()] == []
