@@ -10,10 +10,11 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash ci/setup.sh
+parallel=(-n 2 --dist loadfile --no-loadscope-reorder)  # files in conftest's order, not xdist's
 if [ "$#" -eq 0 ]; then
-  set -- -m "not slow" -n 2 --dist loadfile --no-loadscope-reorder
+  set -- -m "not slow" "${parallel[@]}"
 elif [ "$1" = "all" ]; then
   shift
-  set -- -n 2 --dist loadfile --no-loadscope-reorder "$@"
+  set -- "${parallel[@]}" "$@"
 fi
 exec .venv/bin/python -m pytest conformance/tests "$@"
