@@ -40,11 +40,12 @@ def jax_cache_dir() -> str:
 
 def environment(process: str = "", extra=None) -> dict:
     """The environment of a worker: ``KERAS_BACKEND`` fixed for its process (Keras reads it once,
-    at import), quiet framework logs (unless ``--debug``: ``conformance.quiet``), and a persistent JAX compilation cache: JAX compiles every
-    op and initializer once per shape (minutes per worker on two cores), the cache pays that once
-    per machine."""
-    env = {**({} if quiet.debug() else quiet.ENVIRONMENT), **os.environ, "JAX_COMPILATION_CACHE_DIR": jax_cache_dir(),
-           "JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS": "0", "JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES": "0",
+    at import), quiet framework logs (unless ``--debug``: ``conformance.quiet``), a persistent JAX
+    compilation cache (JAX compiles every op and initializer once per shape: minutes per worker on
+    two cores, paid once per machine), JAX's GPU memory taken as needed (workers share the GPU)."""
+    env = {**({} if quiet.debug() else quiet.ENVIRONMENT), "XLA_PYTHON_CLIENT_PREALLOCATE": "false", **os.environ,
+           "JAX_COMPILATION_CACHE_DIR": jax_cache_dir(), "JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS": "0",
+           "JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES": "0",
            "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")]))}
     if process in KERAS_BACKENDS:
         env["KERAS_BACKEND"] = KERAS_BACKENDS[process]
@@ -263,8 +264,7 @@ class WorkerPool(contextlib.AbstractContextManager):  # ``with``: closed at the 
                     _add_timings(out, self._name(key), w.request("timings"))
         return out
 
-    def running(self) -> list:
-        """The names of the pool's workers that are running now."""
+    def running(self) -> list:  # the names of the pool's workers that are running now
         return [self._name(key) for key, w in list(self._workers.items()) if w.proc.poll() is None]
 
     def close(self):
