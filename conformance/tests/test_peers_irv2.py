@@ -186,18 +186,22 @@ def test_keras_irv2_round_trip_is_lossless(keras_irv2_file, tmp_path, room):
 
 @pytest.mark.slow
 def test_keras_irv2_agrees_with_ours(pool, keras_irv2_file, tmp_path):
-    """keras.applications InceptionResNetV2 (tensorflow) on its own file against our five
-    implementations built as the "keras" variant holding the converted weights, eval at 299 and
-    an odd 277, and train mode at 299; plus keras' own count_params against the mapped count."""
+    """keras.applications InceptionResNetV2 (tensorflow) on its own file against two of our
+    implementations in other frameworks, torch and flax, built as the "keras" variant holding the
+    converted weights, eval at 299 and an odd 277, and train mode at 299; plus keras' own
+    count_params against the mapped count. The "keras" variant builds the default network (it
+    differs only in a checkpoint fact: test_keras_variant_is_timm_layers_without_gamma), on which
+    test_agreement.py runs all five of ours; the conversions are bit-exact (the round trip above)."""
     from conformance.agreement.matrix import agreement, to_json
 
     assert pool.request("keras-tensorflow", "count_params", architecture=ARCH)["count"] == KERAS_APPS_PARAMS
-    r = to_json(ARCH, *agreement(ARCH, tmp_path / "w", pool, sizes=(299, 277), source=keras_irv2_file,
-                                 source_format="keras-applications"))
+    ours = ["torch", "flax"]
+    r = to_json(ARCH, *agreement(ARCH, tmp_path / "w", pool, impls=ours + ["keras-applications"], sizes=(299, 277),
+                                 source=keras_irv2_file, source_format="keras-applications"))
     assert not r["errors"], r["errors"]
     pairs = r["pairs"]
     impls = {p["a"] for p in pairs} | {p["b"] for p in pairs}
-    assert {"keras-applications", "torch"} <= impls and "timm" not in impls
+    assert impls == {"keras-applications", *ours}
     assert {p["task"] for p in pairs} == {f"{ARCH}-eval-299", f"{ARCH}-eval-277", f"{ARCH}-train-299"}
     peer = [p for p in pairs if "keras-applications" in (p["a"], p["b"])]
     assert any("torch" in (p["a"], p["b"]) for p in peer)
