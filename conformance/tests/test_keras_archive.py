@@ -92,7 +92,9 @@ def test_bridge_config_is_the_keras_one():
 
 
 # Pass 1 on each backend: our model holding the weights saves its archive and its outputs. Pass 2:
-# it loads the other backends' archives and the bridge's, each giving exactly its own model's outputs.
+# it loads the other backends' archives and the bridge's, each giving exactly its own model's
+# outputs, and converts its own archive back to a .pth (one process per backend and pass: each
+# fresh Keras costs 4-7 s of imports).
 SAVE = r"""
 import sys, numpy as np, keras, impls.keras3, weights_bridge as wb
 from weights_bridge import keras_io
@@ -103,13 +105,14 @@ x = np.load(f"{work}/x.npy")
 np.save(f"{work}/{backend}.npy", keras.ops.convert_to_numpy(model(x)))
 """
 LOAD = r"""
-import json, sys, numpy as np, keras, impls.keras3
+import json, sys, numpy as np, keras, impls.keras3, weights_bridge as wb
 work, backend = sys.argv[1], keras.backend.backend()
 x, own = np.load(f"{work}/x.npy"), np.load(f"{work}/{backend}.npy")
 out = {}
 for name in sys.argv[2:]:
     loaded = keras.saving.load_model(f"{work}/{name}.keras")
     out[name] = bool(np.array_equal(keras.ops.convert_to_numpy(loaded(x)), own))
+wb.convert(f"{work}/{backend}.keras", f"{work}/{backend}.pth", "googlenet")
 print("RESULT " + json.dumps(out))
 """
 BACKENDS = ("tensorflow", "jax", "torch")
@@ -132,8 +135,6 @@ def test_archive_saved_on_one_backend_loads_on_the_others(googlenet_pth, tmp_pat
         for other in others[:-1]:
             gap = float(np.abs(outputs[backend] - outputs[other]).max())
             assert within(gap, float(np.abs(outputs[backend]).max()), "eval"), (backend, other, gap)
-    for backend in BACKENDS:
-        run_python(CONVERT, tmp_path / f"{backend}.keras", tmp_path / f"{backend}.pth")
     original = torch.load(googlenet_pth, weights_only=True)
     for backend in BACKENDS:
         back = torch.load(tmp_path / f"{backend}.pth", weights_only=True)
