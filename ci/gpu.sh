@@ -9,9 +9,10 @@ set -uo pipefail
 cd "$(dirname "$0")/.."
 PY=${PYTHON:-python3}
 OUT=${GPU_OUT:-out/gpu}
-ARCHS=${ARCHS:-googlenet googlenet_paper bn_inception inception_v3 inception_v4 inception_resnet_v2}
 mkdir -p "$OUT"
 export PYTHONPATH=$PWD${PYTHONPATH:+:$PYTHONPATH}
+# every registered architecture unless ARCHS names some (impls.spec's one registry)
+ARCHS=${ARCHS:-$("$PY" -c "from impls.spec import ARCHITECTURES; print(*ARCHITECTURES)")}
 rc=0
 "$PY" -m pytest -q -p no:cacheprovider -m gpu conformance/tests || rc=1
 for arch in $ARCHS; do
