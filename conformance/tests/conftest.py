@@ -36,12 +36,14 @@ RUN_MEMORY = 6 * 2**30
 # pytest-xdist hands the two test processes whole files, in collection order (ci/test.sh passes
 # --no-loadscope-reorder; xdist's own order puts the files with the most tests first, and those
 # are the short ones): longest first, so no long file starts last and runs on while the other
-# process idles. Test time per file, whole suite, 2026-12-04 (seconds, both processes busy):
-# training_models 1650, agreement 950, peers_irv2 370, fast 350, data_parallel 250, bridge 210,
-# bridge_deep_models 200, keras_archive 160, bench 145, training 130, peers 120, fid_bench 116.
-LONGEST_FIRST = ("test_training_models.py", "test_agreement.py", "test_peers_irv2.py", "test_fast.py",
-                 "test_data_parallel.py", "test_bridge.py", "test_bridge_deep_models.py", "test_keras_archive.py",
-                 "test_bench.py", "test_training.py", "test_peers.py", "test_fid_bench.py")
+# process idles; test_transfer.py (its Keras fine-tuning runs alone) early, not in the last minute.
+# Test time per file, whole suite, 2026-12-04 (seconds, both processes busy): training_models 1054,
+# agreement 538, fast 292, peers 198, peers_irv2 196, data_parallel 196, bridge 170, fid_bench 138,
+# keras_archive 116, training 99, bench 79, launch 58, bridge_deep_models 57, onnx 56, transfer 42.
+LONGEST_FIRST = ("test_training_models.py", "test_agreement.py", "test_fast.py", "test_peers.py",
+                 "test_peers_irv2.py", "test_data_parallel.py", "test_bridge.py", "test_fid_bench.py",
+                 "test_keras_archive.py", "test_training.py", "test_bench.py", "test_transfer.py", "test_launch.py",
+                 "test_bridge_deep_models.py", "test_onnx.py")
 
 
 def pytest_collection_modifyitems(items):

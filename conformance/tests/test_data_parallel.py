@@ -24,9 +24,16 @@ from conformance.training.hyper import OPTIMIZERS, STEPS
 from .helpers import run_cli
 
 SMALL = 64  # GoogLeNet's aux heads pool adaptively, so the step runs at any size >= 64
+# What torch-ddp reaches at SMALL with SGD (peak PSS, alone, 2026-12-04): its worker 1.3 GiB and two
+# 0.75 GiB ranks. Declared, so the other test process's requests run beside it.
+DDP_SMALL_MEMORY = 3 * 2**30
 # The slow tier's size: splitting the batch is what is tested, not the size (GoogLeNet's
 # native-size step is test_training.py's); a quarter of 224's pixels.
 LARGE = 112
+# What a JAX engine's worker reaches at LARGE (peak PSS, alone, 2026-12-04): flax 3.0 GiB, keras-jax
+# 2.7 GiB. Declared, so the other test process's requests run beside it; torch-ddp (its worker
+# 3.4 GiB and two 1.1 GiB ranks) still runs alone.
+JAX_STEP_MEMORY = int(3.25 * 2**30)
 QUANTITIES = {"loss", "grad", "bn_running_stats"} | {f"{o}{k}" for o in OPTIMIZERS for k in range(1, STEPS + 1)}
 SMALL_QUANTITIES = {"loss", "grad", "bn_running_stats", "sgd1", "sgd2"}
 
@@ -44,7 +51,7 @@ def ddp_small(pool, googlenet_pth, tmp_path_factory):
     workdir = tmp_path_factory.mktemp("dp-small")
     wb.convert(googlenet_pth, workdir / "googlenet.neutral", "googlenet")
     return DP.run_engines("googlenet", workdir, pool, {"neutral": str(workdir / "googlenet.neutral")}, ["torch-ddp"],
-                          size=SMALL, optimizers=["sgd"])
+                          size=SMALL, optimizers=["sgd"], needs={"torch-ddp": DDP_SMALL_MEMORY})
 
 
 def test_ddp_equals_the_averaged_half_batch_steps(ddp_small):
@@ -76,7 +83,8 @@ def dp_run(pool, tmp_path_factory):
     from conformance.agreement.checkpoints import prepare
 
     workdir = tmp_path_factory.mktemp("dp-googlenet")
-    return DP.run_engines("googlenet", workdir, pool, prepare("googlenet", workdir / "weights", pool), size=LARGE)
+    return DP.run_engines("googlenet", workdir, pool, prepare("googlenet", workdir / "weights", pool), size=LARGE,
+                          needs={"flax": JAX_STEP_MEMORY, "keras-jax": JAX_STEP_MEMORY})
 
 
 @pytest.mark.slow

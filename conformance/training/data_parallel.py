@@ -34,11 +34,14 @@ def engines():
     return [e for e, (impl, _) in ENGINES.items() if registry.available(impl)]
 
 
-def run_engines(arch, workdir, pool, files, which=None, size=None, optimizers=None):
+def run_engines(arch, workdir, pool, files, which=None, size=None, optimizers=None, needs=None):
     """Runs each engine; returns {"rows", "contrast": [Row], "info": {engine: facts}, "errors":
     {engine: message}}. ``files``: the checkpoint (``agreement.checkpoints.prepare``); ``size``:
     input size (default the model's); ``optimizers``: a subset (default all). With a JAX engine in
-    ``which``, torch-ddp runs first and measures the fp32 floor (its fp64 twin) they need."""
+    ``which``, torch-ddp runs first and measures the fp32 floor (its fp64 twin) they need.
+    ``needs``: {engine: bytes its worker may grow by}, for a caller that measured them at its size;
+    an engine not named runs alone (a JAX engine's step grows its worker to 4.9 GB even for
+    GoogLeNet: keras-jax, 224 px)."""
     workdir = Path(workdir)
     workdir.mkdir(parents=True, exist_ok=True)
     which = [e for e in (engines() if which is None else which) if e in ENGINES]
@@ -58,8 +61,7 @@ def run_engines(arch, workdir, pool, files, which=None, size=None, optimizers=No
                "input": x, "labels": y, "hyper": hp, "measure_floor": bool(jax_engines), **floor}
         env = {"XLA_FLAGS": xla_flags()} if engine != "torch-ddp" else None
         try:
-            # alone: a JAX engine's step grows its worker to 4.9 GB even for GoogLeNet (keras-jax, 224 px)
-            out = pool.request(registry.get(impl).process, op, env, need=ALONE, job=job)
+            out = pool.request(registry.get(impl).process, op, env, need=(needs or {}).get(engine, ALONE), job=job)
         except Exception as e:  # one engine's failure is reported; the others still run
             result["errors"][f"{engine} (data parallel)"] = str(e)
             continue
