@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # README command 2: set up, then run the conformance suite. With no arguments it runs the quick
 # tier (everything not marked slow; about 5 minutes on 2 cores), what CI runs; `bash ci/test.sh
-# all` runs the whole suite (every model x every implementation, peers, training steps; 33-41
+# all` runs the whole suite (every model x every implementation, peers, training steps; 31-33
 # minutes on 2 cores from an empty JAX compilation cache, 2026-12-04). Both run in two
 # test processes (pytest-xdist, whole files per process, the longest first: conformance/tests/conftest.py)
 # sharing one set of framework workers.
