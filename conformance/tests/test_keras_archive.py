@@ -14,7 +14,12 @@ import torch
 from conformance.compare.tolerances import within
 from weights_bridge import Checkpoint, keras_config
 
-from .helpers import require, run_python
+from .helpers import own_process, require, run_python
+
+# What its Keras processes reach, one at a time (peak PSS, alone, 2026-12-04): 1.0-1.6 GiB, the
+# keras-jax save the largest. Declared below the helpers' default 3 GiB, so it fits beside the
+# data-parallel JAX steps (3.25 GiB) instead of each waiting for the other.
+KERAS_PROCESS_MEMORY = 2 * 2**30
 
 ARCH = "googlenet"
 
@@ -119,26 +124,32 @@ BACKENDS = ("tensorflow", "jax", "torch")
 
 
 @pytest.mark.slow
-def test_archive_saved_on_one_backend_loads_on_the_others(googlenet_pth, tmp_path, room):
+def test_archive_saved_on_one_backend_loads_on_the_others(googlenet_pth, tmp_path, pool):
     """Each backend's ``model.save`` archive loads on the other two (and the bridge's on all three),
     giving exactly the loading backend's own outputs for these weights; the backends agree within
     the eval tolerance; every archive converts back to the checkpoint, bit for bit."""
     require("keras", "tensorflow", "jax", "torch")
     np.save(tmp_path / "x.npy", np.random.default_rng(1).standard_normal((2, 224, 224, 3)).astype("float32"))
-    for backend in BACKENDS:
-        run_python(SAVE, googlenet_pth, tmp_path, process=f"keras-{backend}")
-    run_python(CONVERT, googlenet_pth, tmp_path / "bridge.keras")
+    with own_process(pool, KERAS_PROCESS_MEMORY):
+        for backend in BACKENDS:
+            run_python(SAVE, googlenet_pth, tmp_path, process=f"keras-{backend}")
+        run_python(CONVERT, googlenet_pth, tmp_path / "bridge.keras")
+        loaded = {b: _result(run_python(LOAD, tmp_path, *_others(b), process=f"keras-{b}")) for b in BACKENDS}
     outputs = {b: np.load(tmp_path / f"{b}.npy") for b in BACKENDS}
     for backend in BACKENDS:
-        others = [b for b in BACKENDS if b != backend] + ["bridge"]
-        assert _result(run_python(LOAD, tmp_path, *others, process=f"keras-{backend}")) == dict.fromkeys(others, True)
-        for other in others[:-1]:
+        assert loaded[backend] == dict.fromkeys(_others(backend), True), backend
+        for other in _others(backend)[:-1]:
             gap = float(np.abs(outputs[backend] - outputs[other]).max())
             assert within(gap, float(np.abs(outputs[backend]).max()), "eval"), (backend, other, gap)
     original = torch.load(googlenet_pth, weights_only=True)
     for backend in BACKENDS:
         back = torch.load(tmp_path / f"{backend}.pth", weights_only=True)
         assert all(torch.equal(original[k], back[k]) for k in original if not k.endswith("num_batches_tracked"))
+
+
+def _others(backend):
+    """The archives ``backend`` loads: the other two backends' and the bridge's."""
+    return [b for b in BACKENDS if b != backend] + ["bridge"]
 
 
 CONVERT = "import sys, weights_bridge as wb; wb.convert(sys.argv[1], sys.argv[2], 'googlenet')"
