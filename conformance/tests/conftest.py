@@ -27,7 +27,7 @@ SHARED = pytest.StashKey[tuple]()  # the pytest-xdist controller's (pool, server
 # The workers' share of the suite's memory target (8 GB for the whole run on the 24 GB CI
 # machine, this process and the CLI's own workers included): idle workers past it are closed.
 WORKER_MEMORY = 4 * 2**30
-# Under pytest-xdist (``-n 2``: ci/test.sh with no arguments or `all`) the two test processes share
+# Under pytest-xdist (``-n 2``: ci/test.sh with no arguments, `all` or `quick`) the two test processes share
 # their controller's pool: the budget then covers the whole run, test processes included, read
 # from the controller's process tree. The rest of the 8 GB is room for a test's own short
 # processes (a CLI run, a snippet). At 5 GiB (peak 5.75 GiB, sampled every 2 s) the budget closed
