@@ -121,6 +121,7 @@ wb.convert(f"{work}/{backend}.keras", f"{work}/{backend}.pth", "googlenet")
 print("RESULT " + json.dumps(out))
 """
 BACKENDS = ("tensorflow", "jax", "torch")
+OTHERS = {b: [o for o in BACKENDS if o != b] + ["bridge"] for b in BACKENDS}  # the archives b's pass 2 loads
 
 
 @pytest.mark.slow
@@ -134,22 +135,17 @@ def test_archive_saved_on_one_backend_loads_on_the_others(googlenet_pth, tmp_pat
         for backend in BACKENDS:
             run_python(SAVE, googlenet_pth, tmp_path, process=f"keras-{backend}")
         run_python(CONVERT, googlenet_pth, tmp_path / "bridge.keras")
-        loaded = {b: _result(run_python(LOAD, tmp_path, *_others(b), process=f"keras-{b}")) for b in BACKENDS}
+        loaded = {b: _result(run_python(LOAD, tmp_path, *OTHERS[b], process=f"keras-{b}")) for b in BACKENDS}
     outputs = {b: np.load(tmp_path / f"{b}.npy") for b in BACKENDS}
     for backend in BACKENDS:
-        assert loaded[backend] == dict.fromkeys(_others(backend), True), backend
-        for other in _others(backend)[:-1]:
+        assert loaded[backend] == dict.fromkeys(OTHERS[backend], True), backend
+        for other in OTHERS[backend][:-1]:
             gap = float(np.abs(outputs[backend] - outputs[other]).max())
             assert within(gap, float(np.abs(outputs[backend]).max()), "eval"), (backend, other, gap)
     original = torch.load(googlenet_pth, weights_only=True)
     for backend in BACKENDS:
         back = torch.load(tmp_path / f"{backend}.pth", weights_only=True)
         assert all(torch.equal(original[k], back[k]) for k in original if not k.endswith("num_batches_tracked"))
-
-
-def _others(backend):
-    """The archives ``backend`` loads: the other two backends' and the bridge's."""
-    return [b for b in BACKENDS if b != backend] + ["bridge"]
 
 
 CONVERT = "import sys, weights_bridge as wb; wb.convert(sys.argv[1], sys.argv[2], 'googlenet')"
